@@ -1,0 +1,73 @@
+"""A search-space and tuner library with KerasTuner's API, for Keras 3.
+
+`import tuner_core as keras_tuner` runs code written for KerasTuner. The
+library imports neither Prefect nor MLflow; the pipeline wraps it.
+"""
+
+from tuner_core import oracles
+from tuner_core._compile import (
+    CompileOverrides,
+    apply_compile_overrides,
+    find_override_conflicts,
+)
+from tuner_core._conditions import Parent
+from tuner_core._errors import (
+    FailedTrialError,
+    ObjectiveNotFoundError,
+    SearchSpaceChangedError,
+    SearchSpaceConflictError,
+)
+from tuner_core._hp_types import Boolean, Choice, Fixed, Float, HyperParameter, Int
+from tuner_core._hypermodel import HyperModel, resolve_hypermodel
+from tuner_core._hyperparameters import HyperParameters
+from tuner_core._objective import Objective, infer_direction, resolve_objective
+from tuner_core._search_space import (
+    build_search_space,
+    count_configurations,
+    explore_search_space,
+    iterate_configurations,
+    search_space_summary_text,
+)
+from tuner_core._training import BestEpochTracker, TrialOutcome, build_trial_model, run_trial
+from tuner_core._trial import Trial, TrialStatus
+from tuner_core._tuner import RandomSearch, Tuner
+from tuner_core.oracles import Oracle, RandomSearchOracle
+
+__all__ = [
+    "BestEpochTracker",
+    "Boolean",
+    "Choice",
+    "CompileOverrides",
+    "FailedTrialError",
+    "Fixed",
+    "Float",
+    "HyperModel",
+    "HyperParameter",
+    "HyperParameters",
+    "Int",
+    "Objective",
+    "ObjectiveNotFoundError",
+    "Oracle",
+    "Parent",
+    "RandomSearch",
+    "RandomSearchOracle",
+    "SearchSpaceChangedError",
+    "SearchSpaceConflictError",
+    "Trial",
+    "TrialOutcome",
+    "TrialStatus",
+    "Tuner",
+    "apply_compile_overrides",
+    "build_search_space",
+    "build_trial_model",
+    "count_configurations",
+    "explore_search_space",
+    "find_override_conflicts",
+    "infer_direction",
+    "iterate_configurations",
+    "oracles",
+    "resolve_hypermodel",
+    "resolve_objective",
+    "run_trial",
+    "search_space_summary_text",
+]

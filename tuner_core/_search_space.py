@@ -1,0 +1,171 @@
+"""Building a tailored search space from a hypermodel, and describing it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from tuner_core._hp_types import HyperParameter
+from tuner_core._hypermodel import HyperModel
+from tuner_core._hyperparameters import HyperParameters
+
+logger = logging.getLogger(__name__)
+
+MAX_POPULATE_BUILDS = 64
+
+
+class SearchSpace:
+    """The tuned space plus the names the hypermodel declares but does not tune."""
+
+    def __init__(self, tuned: HyperParameters, untuned: list[HyperParameter]) -> None:
+        self.tuned = tuned
+        self.untuned = untuned
+
+
+def build_search_space(
+    hypermodel: HyperModel,
+    hyperparameters: HyperParameters | None = None,
+    *,
+    tune_new_entries: bool = True,
+    allow_new_entries: bool = True,
+) -> HyperParameters:
+    """Build the tuned search space of `hypermodel`, tailored by `hyperparameters`.
+
+    Entries of `hyperparameters` override the hypermodel's declarations of the
+    same name. Names the hypermodel declares beyond them join the space when
+    `tune_new_entries` is true and otherwise keep their defaults in every trial.
+    The hypermodel is built once per branch of its conditional scopes so that
+    every declared name is found before any trial runs.
+    """
+    return explore_search_space(
+        hypermodel,
+        hyperparameters,
+        tune_new_entries=tune_new_entries,
+        allow_new_entries=allow_new_entries,
+    ).tuned
+
+
+def explore_search_space(
+    hypermodel: HyperModel,
+    hyperparameters: HyperParameters | None = None,
+    *,
+    tune_new_entries: bool = True,
+    allow_new_entries: bool = True,
+) -> SearchSpace:
+    """Like `build_search_space`, also returning the untuned declarations."""
+    import keras
+
+    tuned = hyperparameters.copy() if hyperparameters is not None else HyperParameters()
+    tuned.mark_overrides()
+    tuned._reject_new_names = False
+    known = tuned.copy()
+    known._reject_new_names = not allow_new_entries
+    untuned: list[HyperParameter] = []
+
+    hypermodel.declare_hyperparameters(known)
+    pending: list[dict[str, Any]] = [{}]
+    tried: set[tuple[tuple[str, Any], ...]] = set()
+    while pending and len(tried) < MAX_POPULATE_BUILDS:
+        assignment = pending.pop(0)
+        key = tuple(sorted(assignment.items(), key=lambda item: item[0]))
+        if key in tried:
+            continue
+        tried.add(key)
+
+        trial_hp = known.copy()
+        trial_hp._reject_new_names = not allow_new_entries
+        trial_hp.set_values(assignment)
+        keras.backend.clear_session()
+        hypermodel.build(trial_hp)
+
+        for hp in trial_hp.space:
+            if hp.name in known and any(
+                existing.conditions == hp.conditions for existing in known._by_name(hp.name)
+            ):
+                continue
+            known._space.append(hp)
+            if tune_new_entries:
+                tuned._space.append(hp)
+            else:
+                untuned.append(hp)
+        pending.extend(_assignments_activating(trial_hp, assignment))
+
+    if pending:
+        logger.warning(
+            "Stopped exploring conditional branches after %d builds; hyperparameters "
+            "declared only in unexplored branches join the space when first seen.",
+            MAX_POPULATE_BUILDS,
+        )
+    keras.backend.clear_session()
+    tuned._values = {}
+    tuned.set_values({})
+    return SearchSpace(tuned=tuned, untuned=untuned)
+
+
+def _assignments_activating(
+    hp: HyperParameters, assignment: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """Yield value assignments that would activate the inactive entries of `hp`."""
+    for entry in hp.space:
+        if hp.is_active(entry):
+            continue
+        for condition in entry.conditions:
+            if condition.is_active(hp._values.get(condition.name)):
+                continue
+            for value in condition.values:
+                yield {**assignment, condition.name: value}
+
+
+def search_space_summary_text(space: HyperParameters) -> str:
+    """Return the search space summary in KerasTuner's format."""
+    lines = ["Search space summary", f"Default search space size: {len(space.space)}"]
+    for hp in space.space:
+        config = hp.get_config()
+        config.pop("name")
+        lines.append(f"{hp.name} ({type(hp).__name__})")
+        lines.append(str(config))
+    return "\n".join(lines)
+
+
+def count_configurations(space: HyperParameters, limit: int = 100_000) -> int | None:
+    """Return the number of distinct active configurations, or None if infinite.
+
+    Returns None also when the count exceeds `limit`.
+    """
+    if any(entry.grid_values() is None for entry in space.space):
+        return None
+    count = 0
+    for _ in iterate_configurations(space):
+        count += 1
+        if count > limit:
+            return None
+    return count
+
+
+def iterate_configurations(space: HyperParameters) -> Iterator[dict[str, Any]]:
+    """Yield every distinct configuration of the active entries of a finite space.
+
+    Yields nothing when some active entry has infinitely many values.
+    """
+    entries = space.space
+    if any(entry.grid_values() is None for entry in entries):
+        return
+
+    probe = space.copy()
+
+    def extend(index: int, partial: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        if index == len(entries):
+            yield dict(partial)
+            return
+        entry = entries[index]
+        probe._values = partial
+        if not probe.is_active(entry) or entry.name in partial:
+            yield from extend(index + 1, partial)
+            return
+        for value in entry.grid_values() or []:
+            partial[entry.name] = value
+            yield from extend(index + 1, partial)
+            del partial[entry.name]
+
+    yield from extend(0, {})

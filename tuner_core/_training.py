@@ -1,0 +1,155 @@
+"""Running one trial: build, apply compile overrides, fit, keep the best epoch."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+
+from tuner_core._compile import CompileOverrides, apply_compile_overrides
+from tuner_core._errors import ObjectiveNotFoundError
+from tuner_core._hypermodel import HyperModel
+from tuner_core._hyperparameters import HyperParameters
+from tuner_core._objective import Objective
+
+
+@dataclass
+class TrialOutcome:
+    """What one trial produced.
+
+    `model` carries the weights of the best epoch, so evaluating it on the
+    validation data reproduces `score`.
+    """
+
+    model: Any
+    history: dict[str, list[float]]
+    score: float
+    best_epoch: int
+    hyperparameters: dict[str, Any]
+    optimizer: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BestEpochTracker(keras.callbacks.Callback):
+    """A Keras callback that records histories and keeps the best epoch's weights.
+
+    After the first epoch it raises `ObjectiveNotFoundError` when the objective
+    is not among the reported metrics, listing the names that are.
+    """
+
+    def __init__(self, objective: Objective) -> None:
+        super().__init__()
+        self.objective = objective
+        self.history: dict[str, list[float]] = {}
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.best_weights: list[Any] | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        if self.objective.name not in logs:
+            raise ObjectiveNotFoundError(
+                f"Objective {self.objective.name!r} is not a metric this model "
+                f"reports. Metrics reported: {sorted(logs)}. Set the objective to "
+                "one of them, or add the metric to compile(metrics=...) and pass "
+                "validation data for 'val_' metrics."
+            )
+        for name, value in logs.items():
+            self.history.setdefault(name, []).append(float(value))
+        value = float(logs[self.objective.name])
+        if self.best_epoch is None or self.objective.is_better(value, self.best_value):
+            self.best_value = value
+            self.best_epoch = epoch
+            self.best_weights = self.model.get_weights()
+
+
+def build_trial_model(
+    hypermodel: HyperModel,
+    space: HyperParameters,
+    values: dict[str, Any],
+    overrides: CompileOverrides | None = None,
+) -> tuple[Any, HyperParameters]:
+    """Build and compile the model of one configuration in a fresh Keras session."""
+    hp = space.copy()
+    hp.set_values(values)
+    keras.backend.clear_session()
+    model = hypermodel.build(hp)
+    if model is None:
+        raise ValueError(
+            f"The hypermodel {hypermodel.name or hypermodel!r} returned None from "
+            "build(hp). Return the compiled Keras model."
+        )
+    model = apply_compile_overrides(model, overrides)
+    return model, hp
+
+
+def run_trial(
+    hypermodel: HyperModel,
+    space: HyperParameters,
+    values: dict[str, Any],
+    *,
+    objective: Objective,
+    x: Any = None,
+    y: Any = None,
+    validation_data: Any = None,
+    overrides: CompileOverrides | None = None,
+    fit_kwargs: dict[str, Any] | None = None,
+    callbacks: list[Any] | None = None,
+    seed: int | None = None,
+) -> TrialOutcome:
+    """Build, compile, fit and score one configuration.
+
+    The score is the objective's best value over the epochs, and the returned
+    model holds that epoch's weights.
+    """
+    model, hp = build_trial_model(hypermodel, space, values, overrides)
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    fit_kwargs = dict(fit_kwargs or {})
+    tracker = BestEpochTracker(objective)
+    fit_kwargs["callbacks"] = [tracker, *(callbacks or []), *fit_kwargs.get("callbacks", [])]
+    fit_kwargs.setdefault("verbose", 0)
+    if validation_data is not None:
+        fit_kwargs["validation_data"] = validation_data
+
+    args = [a for a in (x, y) if a is not None]
+    result = hypermodel.fit(hp, model, *args, **fit_kwargs)
+    score, best_epoch = _score_from_fit(result, tracker, objective)
+    if tracker.best_weights is not None and best_epoch == tracker.best_epoch:
+        model.set_weights(tracker.best_weights)
+
+    optimizer = None
+    if getattr(model, "optimizer", None) is not None:
+        optimizer = keras.optimizers.serialize(model.optimizer)
+    return TrialOutcome(
+        model=model,
+        history=tracker.history,
+        score=score,
+        best_epoch=best_epoch,
+        hyperparameters=hp.values,
+        optimizer=optimizer,
+    )
+
+
+def _score_from_fit(result: Any, tracker: Any, objective: Objective) -> tuple[float, int]:
+    """Return the score and best epoch from what `HyperModel.fit` returned."""
+    if isinstance(result, (int, float)):
+        return float(result), max(len(next(iter(tracker.history.values()), [1])) - 1, 0)
+    if isinstance(result, dict):
+        if objective.name not in result:
+            raise ObjectiveNotFoundError(
+                f"Objective {objective.name!r} is not among the metrics returned by "
+                f"HyperModel.fit: {sorted(result)}. Return it, or change the objective."
+            )
+        last = max(len(next(iter(tracker.history.values()), [1])) - 1, 0)
+        return float(result[objective.name]), last
+    if tracker.best_epoch is None:
+        raise ValueError(
+            "The trial trained no epoch, so it has no score. Pass epochs >= 1 to "
+            "search(), and make HyperModel.fit call model.fit with the callbacks "
+            "it receives."
+        )
+    value = tracker.best_value
+    return (math.nan if value is None else value), tracker.best_epoch

@@ -1,0 +1,69 @@
+"""A trial: one configuration of the search space and what came of it."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuner_core._hyperparameters import HyperParameters
+
+
+class TrialStatus(str, enum.Enum):
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    INVALID = "INVALID"
+    STOPPED = "STOPPED"
+
+    def is_finished(self) -> bool:
+        return self in (TrialStatus.COMPLETED, TrialStatus.FAILED, TrialStatus.INVALID)
+
+
+@dataclass
+class Trial:
+    """One configuration, its status, its score and its metric histories.
+
+    `hyperparameters` holds the tuned values the oracle chose; `values` holds
+    every active value the build function read, tuned or not, once the trial ran.
+    """
+
+    trial_id: str
+    number: int
+    hyperparameters: HyperParameters
+    status: TrialStatus = TrialStatus.RUNNING
+    score: float | None = None
+    best_step: int | None = None
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
+    attempts: int = 0
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "trial_id": self.trial_id,
+            "number": self.number,
+            "hyperparameters": self.hyperparameters.get_config(),
+            "status": self.status.value,
+            "score": self.score,
+            "best_step": self.best_step,
+            "metrics": self.metrics,
+            "values": self.values,
+            "message": self.message,
+            "attempts": self.attempts,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Trial:
+        return cls(
+            trial_id=state["trial_id"],
+            number=state["number"],
+            hyperparameters=HyperParameters.from_config(state["hyperparameters"]),
+            status=TrialStatus(state["status"]),
+            score=state.get("score"),
+            best_step=state.get("best_step"),
+            metrics=state.get("metrics", {}),
+            values=state.get("values", {}),
+            message=state.get("message"),
+            attempts=state.get("attempts", 0),
+        )

@@ -1,0 +1,383 @@
+"""The `Tuner`: runs an oracle's trials in this process and keeps their models."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tuner_core._compile import CompileOverrides, find_override_conflicts
+from tuner_core._errors import FailedTrialError, ObjectiveNotFoundError
+from tuner_core._hypermodel import resolve_hypermodel
+from tuner_core._hyperparameters import HyperParameters
+from tuner_core._search_space import (
+    build_search_space,
+    search_space_summary_text,
+)
+from tuner_core._training import TrialOutcome, build_trial_model, run_trial
+from tuner_core._trial import Trial, TrialStatus
+from tuner_core.oracles import Oracle, RandomSearchOracle
+
+logger = logging.getLogger(__name__)
+
+ORACLE_FILE = "oracle.json"
+_IGNORED_ARGUMENTS = {"distribution_strategy", "logger", "max_model_size"}
+WEIGHTS_FILE = "weights.npz"
+BUILD_CONFIG_FILE = "build_config.json"
+
+
+class Tuner:
+    """Runs a search in this process: trials one after another, models on disk.
+
+    Args:
+        hypermodel: A build function `build_model(hp)` or a `HyperModel`.
+        oracle: The oracle that chooses each trial's values.
+        executions_per_trial: Models trained per trial; the trial's score is the
+            mean of their best-epoch objectives. Defaults to 1.
+        optimizer, loss, metrics: Compile overrides applied to every trial's
+            model in place of the hypermodel's own arguments.
+        directory, project_name: Where trial records and weights are kept.
+            Default to "." and "untitled_project".
+        overwrite: Start afresh instead of resuming a saved search. Defaults to False.
+    """
+
+    def __init__(
+        self,
+        hypermodel: Any = None,
+        oracle: Oracle | None = None,
+        *,
+        executions_per_trial: int = 1,
+        optimizer: Any = None,
+        loss: Any = None,
+        metrics: list[Any] | None = None,
+        directory: str | Path | None = None,
+        project_name: str | None = None,
+        overwrite: bool = False,
+        tuner_id: str | None = None,
+        seed: int | None = None,
+        **unsupported: Any,
+    ) -> None:
+        unknown = sorted(set(unsupported) - _IGNORED_ARGUMENTS)
+        if unknown:
+            raise TypeError(
+                f"Unknown tuner arguments: {unknown}. Check their spelling against "
+                "the Tuner and oracle arguments."
+            )
+        for name in sorted(set(unsupported) & _IGNORED_ARGUMENTS):
+            warnings.warn(
+                f"Tuner argument {name}= is accepted for compatibility and has no "
+                "effect here. Remove it to silence this warning.",
+                UserWarning,
+                stacklevel=3,
+            )
+        if oracle is None:
+            raise ValueError("oracle is missing. Pass an Oracle, or use RandomSearch.")
+        if not isinstance(executions_per_trial, int) or executions_per_trial < 1:
+            raise ValueError(
+                "executions_per_trial must be an integer >= 1, but got "
+                f"executions_per_trial={executions_per_trial!r}."
+            )
+        self.hypermodel = resolve_hypermodel(hypermodel)
+        self.oracle = oracle
+        self.executions_per_trial = executions_per_trial
+        self.overrides = CompileOverrides(optimizer=optimizer, loss=loss, metrics=metrics)
+        self.overrides.optimizer_config()
+        self.project_dir = Path(directory or ".") / (project_name or "untitled_project")
+        self.tuner_id = tuner_id or "tuner0"
+        self.seed = seed if seed is not None else oracle.seed
+        self._conflicts_checked = False
+
+        space = build_search_space(
+            self.hypermodel,
+            oracle.hyperparameters,
+            tune_new_entries=oracle.tune_new_entries,
+            allow_new_entries=oracle.allow_new_entries,
+        )
+        if overwrite and self.project_dir.exists():
+            shutil.rmtree(self.project_dir)
+        saved = self.project_dir / ORACLE_FILE
+        if saved.exists():
+            self._resume(saved, space)
+        else:
+            oracle.set_space(space)
+
+    # Resuming.
+
+    def _resume(self, saved: Path, space: HyperParameters) -> None:
+        self.oracle.reload(saved)
+        before = {hp.name: hp.get_config() for hp in self.oracle.space.space}
+        after = {hp.name: hp.get_config() for hp in space.space}
+        if before != after:
+            differences = sorted(
+                name for name in before.keys() | after.keys() if before.get(name) != after.get(name)
+            )
+            from tuner_core._errors import SearchSpaceChangedError
+
+            raise SearchSpaceChangedError(
+                f"The saved search in {self.project_dir} has another search space; "
+                f"differing hyperparameters: {differences}. Pass overwrite=True to "
+                "start afresh, or use a new project_name."
+            )
+        for trial in list(self.oracle.trials.values()):
+            if not trial.status.is_finished():
+                del self.oracle.trials[trial.trial_id]
+        logger.info(
+            "Resuming the search in %s with %d finished trials",
+            self.project_dir,
+            len(self.oracle.trials),
+        )
+
+    # Describing the search.
+
+    def search_space_summary(self, extended: bool = False) -> None:
+        """Print the search space in KerasTuner's format."""
+        print(search_space_summary_text(self.oracle.space))
+
+    def results_summary(self, num_trials: int = 10) -> None:
+        """Print the best trials, best first, in KerasTuner's format."""
+        objective = self.oracle.objective
+        lines = [
+            "Results summary",
+            f"Results in {self.project_dir}",
+            f"Showing {num_trials} best trials",
+            f'Objective(name="{objective.name}", direction="{objective.direction}")',
+        ]
+        for trial in self._ranked_trials()[:num_trials]:
+            lines.append("")
+            lines.append(f"Trial {trial.trial_id} summary")
+            lines.append("Hyperparameters:")
+            for name, value in (trial.values or trial.hyperparameters.values).items():
+                lines.append(f"{name}: {value}")
+            if trial.score is not None:
+                lines.append(f"Score: {trial.score}")
+            if trial.status != TrialStatus.COMPLETED and trial.message:
+                lines.append(f"Status: {trial.status.value}: {trial.message}")
+        print("\n".join(lines))
+
+    def _ranked_trials(self) -> list[Trial]:
+        objective = self.oracle.objective
+        trials = [t for t in self.oracle.trials.values() if t.status.is_finished()]
+        return sorted(trials, key=lambda t: (objective.sort_key(t.score), t.number))
+
+    # Searching.
+
+    def search(self, *fit_args: Any, **fit_kwargs: Any) -> None:
+        """Run trials until the oracle stops; arguments go to `model.fit`."""
+        self._warn_override_conflicts()
+        self.project_dir.mkdir(parents=True, exist_ok=True)
+        x, y, fit_kwargs = _split_fit_arguments(fit_args, fit_kwargs)
+        self.on_search_begin(fit_kwargs)
+        failures: list[Trial] = []
+        while True:
+            trial = self.oracle.create_trial(self.tuner_id)
+            if trial.status == TrialStatus.STOPPED:
+                logger.info("Search finished: %s", trial.message)
+                print(f"Search finished: {trial.message}.")
+                break
+            self._run_with_retries(trial, x, y, fit_kwargs)
+            self.oracle.save(self.project_dir / ORACLE_FILE)
+            if trial.status == TrialStatus.COMPLETED:
+                failures = []
+                continue
+            failures.append(trial)
+            if len(failures) >= self.oracle.max_consecutive_failed_trials:
+                raise RuntimeError(_consecutive_failure_message(failures))
+
+    def on_search_begin(self, fit_kwargs: dict[str, Any]) -> None:
+        """Let a subclass adjust fit arguments before the first trial."""
+
+    def trial_fit_kwargs(self, trial: Trial, fit_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Return the fit arguments of one trial; subclasses set epoch budgets."""
+        return fit_kwargs
+
+    def _run_with_retries(
+        self, trial: Trial, x: Any, y: Any, fit_kwargs: dict[str, Any]
+    ) -> None:
+        max_attempts = 1 + self.oracle.max_retries_per_trial
+        started = time.perf_counter()
+        for attempt in range(1, max_attempts + 1):
+            trial.attempts = attempt
+            try:
+                self._execute(trial, x, y, self.trial_fit_kwargs(trial, dict(fit_kwargs)))
+            except ObjectiveNotFoundError as error:
+                self.oracle.end_trial(trial, TrialStatus.FAILED, message=str(error))
+                self.oracle.save(self.project_dir / ORACLE_FILE)
+                raise
+            except FailedTrialError as error:
+                self.oracle.end_trial(trial, TrialStatus.FAILED, message=_error_text(error))
+                logger.warning("Trial %s failed: %s", trial.trial_id, error)
+                return
+            except Exception as error:  # noqa: BLE001 - any error fails the trial
+                logger.warning(
+                    "Trial %s attempt %d of %d failed: %s",
+                    trial.trial_id,
+                    attempt,
+                    max_attempts,
+                    error,
+                )
+                if attempt == max_attempts:
+                    self.oracle.end_trial(trial, TrialStatus.FAILED, message=_error_text(error))
+                    return
+            else:
+                seconds = time.perf_counter() - started
+                print(
+                    f"Trial {trial.trial_id} complete in {seconds:.1f}s: "
+                    f"{self.oracle.objective.name}={trial.score} with {trial.values}"
+                )
+                return
+
+    def _execute(self, trial: Trial, x: Any, y: Any, fit_kwargs: dict[str, Any]) -> None:
+        validation_data = fit_kwargs.pop("validation_data", None)
+        outcomes: list[TrialOutcome] = []
+        for execution in range(self.executions_per_trial):
+            outcome = run_trial(
+                self.hypermodel,
+                self.oracle.space,
+                trial.hyperparameters.values,
+                objective=self.oracle.objective,
+                x=x,
+                y=y,
+                validation_data=validation_data,
+                overrides=self.overrides,
+                fit_kwargs=fit_kwargs,
+                seed=self.seed + trial.number * 1000 + execution,
+            )
+            outcomes.append(outcome)
+
+        scores = [o.score for o in outcomes]
+        best = min(outcomes, key=lambda o: self.oracle.objective.sort_key(o.score))
+        trial_dir = self.project_dir / f"trial_{trial.trial_id}"
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        np.savez(trial_dir / WEIGHTS_FILE, *best.model.get_weights())
+        build_config = best.model.get_build_config()
+        (trial_dir / BUILD_CONFIG_FILE).write_text(json.dumps(build_config))
+        score = float(np.mean(scores)) if not any(math.isnan(s) for s in scores) else math.nan
+        metrics = dict(best.history)
+        if len(scores) > 1:
+            metrics["execution_scores"] = scores
+        self.oracle.end_trial(
+            trial,
+            TrialStatus.COMPLETED,
+            score=score,
+            best_step=best.best_epoch,
+            metrics=metrics,
+            values=best.hyperparameters,
+        )
+
+    # Results.
+
+    def get_best_hyperparameters(self, num_trials: int = 1) -> list[HyperParameters]:
+        """Return the values of the best trials, untuned defaults included."""
+        result = []
+        for trial in self.oracle.get_best_trials(num_trials):
+            hp = self.oracle.space.copy()
+            hp.values = trial.values or trial.hyperparameters.values
+            result.append(hp)
+        return result
+
+    def get_best_models(self, num_models: int = 1) -> list[Any]:
+        """Return the best trials' models, compiled with the overrides, best first."""
+        models = []
+        for trial in self.oracle.get_best_trials(num_models):
+            models.append(self.load_model(trial))
+        return models
+
+    def load_model(self, trial: Trial) -> Any:
+        """Rebuild a trial's model and load its saved weights."""
+        model, _ = build_trial_model(
+            self.hypermodel, self.oracle.space, trial.hyperparameters.values, self.overrides
+        )
+        trial_dir = self.project_dir / f"trial_{trial.trial_id}"
+        if not model.built:
+            build_config = json.loads((trial_dir / BUILD_CONFIG_FILE).read_text())
+            model.build_from_config(build_config)
+        with np.load(trial_dir / WEIGHTS_FILE) as saved:
+            model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
+        return model
+
+    def _warn_override_conflicts(self) -> None:
+        if self._conflicts_checked:
+            return
+        self._conflicts_checked = True
+        self.override_conflicts = find_override_conflicts(
+            self.hypermodel, self.oracle.space, self.overrides
+        )
+        for name, keys in self.override_conflicts.items():
+            warnings.warn(
+                f"Hyperparameter {name!r} is tuned but has no effect on {keys}: the "
+                f"compile override of {', '.join(keys)} replaces what it feeds. Remove "
+                "it from the search space, or drop the override.",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    @property
+    def remaining_trials(self) -> int | None:
+        if self.oracle.max_trials is None:
+            return None
+        return self.oracle.max_trials - len(self.oracle.trials)
+
+
+class RandomSearch(Tuner):
+    """A tuner whose oracle draws configurations at random."""
+
+    def __init__(
+        self,
+        hypermodel: Any = None,
+        objective: Any = None,
+        max_trials: int = 10,
+        seed: int | None = None,
+        hyperparameters: HyperParameters | None = None,
+        tune_new_entries: bool = True,
+        allow_new_entries: bool = True,
+        max_retries_per_trial: int = 0,
+        max_consecutive_failed_trials: int = 3,
+        **kwargs: Any,
+    ) -> None:
+        oracle = RandomSearchOracle(
+            objective=objective,
+            max_trials=max_trials,
+            hyperparameters=hyperparameters,
+            tune_new_entries=tune_new_entries,
+            allow_new_entries=allow_new_entries,
+            seed=seed,
+            max_retries_per_trial=max_retries_per_trial,
+            max_consecutive_failed_trials=max_consecutive_failed_trials,
+        )
+        super().__init__(hypermodel, oracle, seed=seed, **kwargs)
+
+
+def _split_fit_arguments(
+    fit_args: tuple[Any, ...], fit_kwargs: dict[str, Any]
+) -> tuple[Any, Any, dict[str, Any]]:
+    fit_kwargs = dict(fit_kwargs)
+    x = fit_args[0] if len(fit_args) > 0 else fit_kwargs.pop("x", None)
+    y = fit_args[1] if len(fit_args) > 1 else fit_kwargs.pop("y", None)
+    if len(fit_args) > 2:
+        raise TypeError(
+            "search() takes x and y as positional arguments; pass every other fit "
+            "argument by keyword, e.g. epochs=3."
+        )
+    return x, y, fit_kwargs
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _consecutive_failure_message(failures: list[Trial]) -> str:
+    lines = [
+        f"The search stopped after {len(failures)} consecutive failed trials. "
+        "Fix the error below, or raise max_consecutive_failed_trials. Failed trials:"
+    ]
+    for trial in failures:
+        lines.append(f"  trial {trial.trial_id} with {trial.hyperparameters.values}: {trial.message}")
+    return "\n".join(lines)
+
