@@ -4,7 +4,8 @@
 library imports neither Prefect nor MLflow; the pipeline wraps it.
 """
 
-from tuner_core import oracles
+from tuner_core import applications, oracles
+from tuner_core._bayesian_tuner import BayesianOptimization
 from tuner_core._compile import (
     CompileOverrides,
     apply_compile_overrides,
@@ -17,7 +18,9 @@ from tuner_core._errors import (
     SearchSpaceChangedError,
     SearchSpaceConflictError,
 )
+from tuner_core._grid_search_tuner import GridSearch
 from tuner_core._hp_types import Boolean, Choice, Fixed, Float, HyperParameter, Int
+from tuner_core._hyperband_tuner import Hyperband
 from tuner_core._hypermodel import HyperModel, resolve_hypermodel
 from tuner_core._hyperparameters import HyperParameters
 from tuner_core._objective import Objective, infer_direction, resolve_objective
@@ -31,9 +34,19 @@ from tuner_core._search_space import (
 from tuner_core._training import BestEpochTracker, TrialOutcome, build_trial_model, run_trial
 from tuner_core._trial import Trial, TrialStatus
 from tuner_core._tuner import RandomSearch, Tuner
-from tuner_core.oracles import Oracle, RandomSearchOracle
+from tuner_core.oracles import (
+    BayesianOptimizationOracle,
+    GridSearchOracle,
+    HyperbandOracle,
+    HyperbandTrial,
+    Oracle,
+    RandomSearchOracle,
+)
 
 __all__ = [
+    "applications",
+    "BayesianOptimization",
+    "BayesianOptimizationOracle",
     "BestEpochTracker",
     "Boolean",
     "Choice",
@@ -41,9 +54,14 @@ __all__ = [
     "FailedTrialError",
     "Fixed",
     "Float",
+    "GridSearch",
+    "GridSearchOracle",
     "HyperModel",
     "HyperParameter",
     "HyperParameters",
+    "Hyperband",
+    "HyperbandOracle",
+    "HyperbandTrial",
     "Int",
     "Objective",
     "ObjectiveNotFoundError",

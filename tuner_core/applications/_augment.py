@@ -59,9 +59,9 @@ class RandAugment(layers.Layer):
     leaves the images that drew it unchanged. Images pass unchanged when the
     layer is not training.
 
-    This is the simple form of RandAugment (Cubuk et al., 2019) that
-    KerasTuner uses: stacking N of these layers applies N transforms, each
-    at the factor tuned for the trial rather than at a shared magnitude.
+    This is the simplified RandAugment of KerasTuner 1.4.8: stacking N of
+    these layers applies N transforms to each image, each transform at the
+    factor tuned for the trial rather than at one shared magnitude.
 
     Args:
         transforms: Names from `TRANSFORM_NAMES`.
@@ -90,8 +90,6 @@ class RandAugment(layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-        # Parallel lists, because Keras tracks layers inside lists but not
-        # inside tuples.
         self.transform_indices = []
         self.transform_layers = []
         for index, (transform, factor) in enumerate(zip(self.transforms, self.factors)):

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 WeightsPath = Union[str, "os.PathLike[str]"]
 
-# Image size each version was designed for, in pixels (Tan and Le, 2019, as
-# used by keras.applications.EfficientNetB0 to B7). Inputs are resized to it.
+# Default image size of each version in pixels, as set by
+# keras.applications.EfficientNetB0 to B7 (Keras 3.15). Inputs are resized to it.
 _IMAGE_SIZES = {
     "B0": 224,
     "B1": 240,

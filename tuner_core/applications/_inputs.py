@@ -44,8 +44,9 @@ def check_image_input(
     if not isinstance(input_tensor, keras.KerasTensor):
         raise ValueError(
             "`input_tensor` must be a Keras tensor, such as the output of "
-            "keras.Input(). Received: "
-            f"input_tensor={input_tensor!r} of type {type(input_tensor).__name__}"
+            "keras.Input(). Received: input_tensor of type "
+            f"{type(input_tensor).__name__}. To pass images as data, give "
+            "their shape as input_shape instead."
         )
     if len(input_tensor.shape) != 4:
         raise ValueError(
@@ -62,9 +63,7 @@ def check_image_input(
 
 
 def _check_shape(input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
-    is_sequence = isinstance(input_shape, Sequence) and not isinstance(
-        input_shape, str
-    )
+    is_sequence = isinstance(input_shape, Sequence) and not isinstance(input_shape, str)
     if not is_sequence or len(input_shape) != 3:
         raise ValueError(
             "`input_shape` must be (height, width, channels), e.g. "

@@ -33,10 +33,10 @@ class HyperResNet(HyperModel):
 
     The network has the four bottleneck stages of ResNet-50/101/152, named
     `conv2` to `conv5`, of which the depths of `conv3` and `conv4` are tuned.
-    `version` selects the block: "v1" is ResNet (He et al., 2015), "v2" is
-    ResNetV2 with pre-activation (He et al., 2016) and "next" is ResNeXt with
-    32 groups (Xie et al., 2017). The layers are built here because
-    `keras.applications` only offers three fixed depths and no ResNeXt.
+    `version` selects the block: "v1" is ResNet, "v2" is ResNetV2 with
+    pre-activation and "next" is ResNeXt with 32 groups. The layers are built
+    here because `keras.applications` offers only three fixed depths and no
+    ResNeXt.
 
     The classifier ends in a softmax over `classes`, so it expects one-hot
     labels with the default loss, categorical cross-entropy. The built model
@@ -99,9 +99,10 @@ class HyperResNet(HyperModel):
         else:
             x = _stages_resnext(x, depths)
 
-        # ResNetV2 blocks end before their normalization, so the stack does.
+        # ResNetV2 blocks normalize before each convolution, so the output of
+        # the last block still needs batch normalization and ReLU.
         if version == "v2":
-            x = layers.BatchNormalization(epsilon=_BN_EPSILON, name="post_bn")(x)
+            x = _batch_norm(x, name="post_bn")
             x = layers.Activation("relu", name="post_relu")(x)
 
         pooling = hp.Choice("pooling", ["avg", "max"], default="avg")
@@ -132,20 +133,22 @@ class HyperResNet(HyperModel):
 
 def _stem(x: keras.KerasTensor, version: str) -> keras.KerasTensor:
     """Apply the 7x7 convolution of stride 2 and the 3x3 max pooling."""
+    use_bias = version != "next"
     x = layers.ZeroPadding2D(3, name="conv1_pad")(x)
-    x = layers.Conv2D(
-        64, 7, strides=2, use_bias=version != "next", name="conv1_conv"
-    )(x)
+    x = layers.Conv2D(64, 7, strides=2, use_bias=use_bias, name="conv1_conv")(x)
     if version != "v2":
-        x = layers.BatchNormalization(epsilon=_BN_EPSILON, name="conv1_bn")(x)
-        x = layers.Activation("relu", name="conv1_relu")(x)
+        x = _batch_norm_relu(x, name="conv1")
 
     x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
     return layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
 
 
+def _batch_norm(x: keras.KerasTensor, name: str) -> keras.KerasTensor:
+    return layers.BatchNormalization(epsilon=_BN_EPSILON, name=name)(x)
+
+
 def _batch_norm_relu(x: keras.KerasTensor, name: str) -> keras.KerasTensor:
-    x = layers.BatchNormalization(epsilon=_BN_EPSILON, name=f"{name}_bn")(x)
+    x = _batch_norm(x, name=f"{name}_bn")
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
@@ -172,9 +175,7 @@ def _block_v1(
         shortcut = layers.Conv2D(
             4 * filters, 1, strides=strides, name=f"{name}_0_conv"
         )(x)
-        shortcut = layers.BatchNormalization(
-            epsilon=_BN_EPSILON, name=f"{name}_0_bn"
-        )(shortcut)
+        shortcut = _batch_norm(shortcut, name=f"{name}_0_bn")
     else:
         shortcut = x
 
@@ -183,7 +184,7 @@ def _block_v1(
     x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_2_conv")(x)
     x = _batch_norm_relu(x, name=f"{name}_2")
     x = layers.Conv2D(4 * filters, 1, name=f"{name}_3_conv")(x)
-    x = layers.BatchNormalization(epsilon=_BN_EPSILON, name=f"{name}_3_bn")(x)
+    x = _batch_norm(x, name=f"{name}_3_bn")
 
     x = layers.Add(name=f"{name}_add")([shortcut, x])
     return layers.Activation("relu", name=f"{name}_out")(x)
@@ -219,9 +220,7 @@ def _block_v2(
     else:
         shortcut = x
 
-    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_1_conv")(
-        preactivation
-    )
+    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_1_conv")(preactivation)
     x = _batch_norm_relu(x, name=f"{name}_1")
     x = layers.ZeroPadding2D(1, name=f"{name}_2_pad")(x)
     x = layers.Conv2D(
@@ -233,14 +232,12 @@ def _block_v2(
     return layers.Add(name=f"{name}_out")([shortcut, x])
 
 
-def _stages_resnext(
-    x: keras.KerasTensor, depths: Sequence[int]
-) -> keras.KerasTensor:
+def _stages_resnext(x: keras.KerasTensor, depths: Sequence[int]) -> keras.KerasTensor:
     """Apply ResNeXt stages, each downsampling in its first block except conv5.
 
-    NOTE: KerasTuner 1.4.8 places the strides this way and uses a bottleneck
-    width of 64 in conv2. The ResNeXt paper downsamples in conv3 to conv5
-    and starts at a width of 128. The total downsampling is the same.
+    NOTE: This follows KerasTuner 1.4.8, which downsamples in conv2 to conv4
+    here but in conv3 to conv5 in its v1 stages. The total downsampling is
+    the same.
     """
     for stage, (filters, depth) in enumerate(zip((64, 256, 512, 1024), depths)):
         name = f"conv{stage + 2}"
@@ -264,9 +261,7 @@ def _block_resnext(
         shortcut = layers.Conv2D(
             out_filters, 1, strides=strides, use_bias=False, name=f"{name}_0_conv"
         )(x)
-        shortcut = layers.BatchNormalization(
-            epsilon=_BN_EPSILON, name=f"{name}_0_bn"
-        )(shortcut)
+        shortcut = _batch_norm(shortcut, name=f"{name}_0_bn")
     else:
         shortcut = x
 
@@ -283,7 +278,7 @@ def _block_resnext(
     )(x)
     x = _batch_norm_relu(x, name=f"{name}_2")
     x = layers.Conv2D(out_filters, 1, use_bias=False, name=f"{name}_3_conv")(x)
-    x = layers.BatchNormalization(epsilon=_BN_EPSILON, name=f"{name}_3_bn")(x)
+    x = _batch_norm(x, name=f"{name}_3_bn")
 
     x = layers.Add(name=f"{name}_add")([shortcut, x])
     return layers.Activation("relu", name=f"{name}_out")(x)

@@ -205,9 +205,7 @@ def _residual_block(
             filters, 1, strides=2, padding="same", name=f"{name}_shortcut"
         )(x)
     elif x.shape[-1] != filters:
-        shortcut = layers.Conv2D(
-            filters, 1, padding="same", name=f"{name}_shortcut"
-        )(x)
+        shortcut = layers.Conv2D(filters, 1, padding="same", name=f"{name}_shortcut")(x)
     else:
         shortcut = x
 

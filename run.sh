@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Set up the project's virtual environment on first use, then run a command in it.
+#   ./run.sh tune examples/digits.toml   run the digits search (any tuneflow command works)
+#   ./run.sh test [pytest args]          run the test suite
+set -euo pipefail
+cd "$(dirname "$0")"
+
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+export MLFLOW_DISABLE_TELEMETRY=true
+export DO_NOT_TRACK=true
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+
+venv="${TUNEFLOW_VENV:-.venv}"
+python="${PYTHON:-python3}"
+stamp="$venv/.installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "Installing tuneflow and its dependencies into $venv (first run only)..." >&2
+  "$python" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  "$venv/bin/python" -m pip install --quiet -e ".[test]"
+  touch "$stamp"
+fi
+
+command="${1:-}"
+case "$command" in
+  test)
+    shift
+    exec "$venv/bin/python" -m pytest "$@"
+    ;;
+  "")
+    exec "$venv/bin/tuneflow" --help
+    ;;
+  *)
+    exec "$venv/bin/tuneflow" "$@"
+    ;;
+esac
