@@ -1,0 +1,263 @@
+"""The `tuneflow` command line: check a job spec, or run its search with progress.
+
+Prefect, MLflow and Keras load inside the commands, after the environment
+defaults below are in place, so `tuneflow --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from flows.events import SearchListener
+
+if TYPE_CHECKING:
+    from tasks.results import SearchResult, TrialResult
+
+app = typer.Typer(
+    name="tuneflow",
+    help="Tune Keras hyperparameters, orchestrated by Prefect and tracked in MLflow.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+# Telemetry stays off and library logs stay short unless the caller sets these.
+ENVIRONMENT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}
+
+EXIT_SEARCH_FAILED = 1
+EXIT_INVALID_SPEC = 2
+
+SPEC_ARGUMENT = typer.Argument(..., metavar="SPEC", help="Path of the TOML job spec.")
+
+
+def apply_environment_defaults(verbose: bool) -> None:
+    """Set the defaults above, and Prefect's log level, where the caller has not."""
+    for name, value in ENVIRONMENT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+
+
+@app.command()
+def validate(spec_path: Path = SPEC_ARGUMENT) -> None:
+    """Check a spec, its data and its search space without training anything."""
+    apply_environment_defaults(verbose=False)
+    from tasks.preparation import validate_spec_file
+    from tasks.spec import SpecError
+
+    console = Console(soft_wrap=True)
+    try:
+        report = validate_spec_file(spec_path)
+    except SpecError as error:
+        Console(stderr=True, soft_wrap=True).print(f"[red]{escape(str(error))}[/red]")
+        raise typer.Exit(EXIT_INVALID_SPEC) from None
+
+    data_ref = report.data_ref
+    console.print(f"[green]{escape(str(spec_path))} is valid.[/green]")
+    console.print(
+        f"Data: {data_ref.num_samples} samples from "
+        f"{escape(data_ref.path or data_ref.source)}"
+        f", {100 * data_ref.validation_split:.0f}% held out for validation."
+    )
+    console.print(escape(report.search_space["summary"]))
+
+
+@app.command()
+def tune(
+    spec_path: Path = SPEC_ARGUMENT,
+    tracking_uri: str | None = typer.Option(
+        None,
+        "--tracking-uri",
+        help="MLflow tracking URI. Overrides the spec's [mlflow] tracking_uri and "
+        "$MLFLOW_TRACKING_URI; the default is sqlite:///<cwd>/mlflow.db.",
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show Prefect's INFO logs."
+    ),
+) -> None:
+    """Run the search a spec describes and report the best trial."""
+    apply_environment_defaults(verbose)
+    from flows.events import listening
+    from flows.tuning import tune_flow
+    from tasks.preparation import validate_spec_file
+    from tasks.spec import SpecError
+    from tasks.tracking import resolve_tracking_uri
+
+    console = Console(soft_wrap=True)
+    errors = Console(stderr=True, soft_wrap=True)
+    try:
+        report = validate_spec_file(spec_path)
+    except SpecError as error:
+        errors.print(f"[red]{escape(str(error))}[/red]")
+        raise typer.Exit(EXIT_INVALID_SPEC) from None
+
+    spec = report.spec
+    uri = resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
+    _print_backends(console, uri)
+
+    with _progress(console) as progress:
+        listener = ProgressListener(progress, spec.objective.name, spec.max_trials)
+        try:
+            with listening(listener):
+                result = tune_flow(str(spec_path), tracking_uri=uri)
+        except SpecError as error:
+            errors.print(f"[red]{escape(str(error))}[/red]")
+            raise typer.Exit(EXIT_INVALID_SPEC) from None
+        except Exception as error:
+            errors.print(f"[red]The search failed: {escape(str(error))}[/red]")
+            raise typer.Exit(EXIT_SEARCH_FAILED) from None
+
+    print_summary(console, result)
+
+
+@app.command("data-updated")
+def data_updated(
+    data_path: Path = typer.Argument(
+        ..., metavar="PATH", help="The new data file (.npz with x and y, or .csv)."
+    ),
+) -> None:
+    """Announce new data with a Prefect event, which starts the retraining deployment."""
+    apply_environment_defaults(verbose=False)
+    from deployments.events import announce_data_file
+    from tasks.data import DataError
+
+    errors = Console(stderr=True)
+    try:
+        event = announce_data_file(data_path)
+    except DataError as error:
+        errors.print(f"[red]{escape(str(error))}[/red]")
+        raise typer.Exit(EXIT_INVALID_SPEC) from None
+    except RuntimeError as error:
+        errors.print(f"[red]{escape(str(error))}[/red]")
+        raise typer.Exit(EXIT_SEARCH_FAILED) from None
+
+    Console().print(
+        f"Sent event {event.event} ({event.id}) for {escape(event.payload['data_path'])}, "
+        f"fingerprint {event.payload['fingerprint'][:12]}."
+    )
+
+
+def _print_backends(console: Console, tracking_uri: str) -> None:
+    from prefect.settings import get_current_settings
+
+    api_url = get_current_settings().api.url
+    if api_url:
+        console.print(f"Prefect API: {escape(api_url)}")
+    else:
+        console.print(
+            "Prefect: PREFECT_API_URL is not set, so a temporary local server starts "
+            "first and stops when the search ends."
+        )
+    console.print(f"MLflow tracking URI: {escape(tracking_uri)}")
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+class ProgressListener(SearchListener):
+    """Shows one progress bar for the search and prints a line per finished trial."""
+
+    def __init__(
+        self, progress: Progress, objective_name: str, max_trials: int
+    ) -> None:
+        super().__init__()
+        self.progress = progress
+        self.objective_name = objective_name
+        self.bar = progress.add_task("Starting Prefect and MLflow", total=max_trials)
+
+    def search_started(self, max_trials: int, parent_run_id: str) -> None:
+        self.progress.update(self.bar, description=f"Search run {parent_run_id[:8]}")
+
+    def trial_started(self, number: int, values: dict[str, Any]) -> None:
+        self.progress.update(self.bar, description=f"Trial {number} running")
+
+    def trial_finished(self, result: TrialResult) -> None:
+        if result["status"] == "COMPLETED":
+            line = (
+                f"Trial {result['number']}: {self.objective_name}="
+                f"{result['score']:.4f} {_format_values(result['hyperparameters'])}"
+            )
+        else:
+            message = escape(result["message"] or "")
+            line = f"[red]Trial {result['number']} failed: {message}"
+        self.progress.console.print(line)
+        self.progress.advance(self.bar)
+
+    def search_finished(self, stop_message: str | None) -> None:
+        done = self.progress.tasks[self.bar].completed
+        self.progress.update(self.bar, total=done, description="Search finished")
+        if stop_message:
+            self.progress.console.print(
+                f"The oracle stopped the search: {stop_message}."
+            )
+
+
+def print_summary(console: Console, result: SearchResult) -> None:
+    """Print the best trial, its values and score, its run, and how to open the UI."""
+    from tasks.tracking import ui_command
+
+    best = result.best_trial
+    if best is None:
+        console.print("[red]No trial completed.[/red]")
+        return
+
+    table = Table(title=f"Best trial: {best['number']}", show_header=True)
+    table.add_column("hyperparameter")
+    table.add_column("value")
+    for name, value in best["hyperparameters"].items():
+        table.add_row(name, repr(value))
+    console.print(table)
+    console.print(
+        f"Objective: {result.objective} ({result.direction}) = {best['score']:.6g} "
+        f"at epoch {best['best_epoch']}"
+    )
+    console.print(f"MLflow run id: {best['run_id']}")
+    console.print(
+        f"Search run id: {result.parent_run_id} (experiment {result.experiment_name!r})"
+    )
+    if result.registered_model is not None:
+        registered = result.registered_model
+        console.print(
+            f"Registered model: {registered.name} version {registered.version}, alias "
+            f"{registered.alias!r} ({registered.model_uri})"
+        )
+
+    command = ui_command(result.tracking_uri)
+    if command is None:
+        console.print(f"MLflow UI: {result.tracking_uri}")
+    else:
+        console.print(f"Open the MLflow UI with: {escape(command)}")
+
+
+def _format_values(values: dict[str, Any]) -> str:
+    return " ".join(f"{name}={value!r}" for name, value in values.items())
+
+
+if __name__ == "__main__":
+    app()

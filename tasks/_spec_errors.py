@@ -1,0 +1,98 @@
+"""Turning pydantic validation errors into messages that name the field and the fix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+
+class SpecError(ValueError):
+    """Error for an invalid job spec.
+
+    Each entry of `problems` names a field, the value received and the fix.
+    """
+
+    def __init__(self, problems: Sequence[str], source: str | None = None) -> None:
+        self.problems = list(problems)
+        self.source = source
+        where = f"Invalid spec {source}" if source else "Invalid spec"
+        if len(self.problems) == 1:
+            message = f"{where}: {self.problems[0]}"
+        else:
+            message = f"{where}:\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.problems, self.source))
+
+
+def format_location(location: Sequence[str | int]) -> str:
+    """Format a pydantic error location as a spec path: `hyperparameters[0].step`."""
+    text = ""
+    for part in location:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+def problems_from_validation_error(error: ValidationError) -> list[str]:
+    """Return one message per pydantic error, each naming field, value and fix."""
+    problems: list[str] = []
+    for details in error.errors(include_url=False):
+        cause = details.get("ctx", {}).get("error")
+        if isinstance(cause, SpecError):
+            problems.extend(cause.problems)
+        else:
+            problems.append(_describe(details))
+    return problems
+
+
+def _describe(details: Any) -> str:
+    location = format_location(details["loc"])
+    kind = details["type"]
+
+    if kind == "value_error":
+        message = str(details["ctx"]["error"])
+        return f"{location}: {message}" if location else message
+    if kind == "missing":
+        return (
+            f"{location}: this field is required but missing. Add {location} to "
+            "the spec."
+        )
+    if kind == "extra_forbidden":
+        return (
+            f"{location}: unknown field. Received: {location}={details['input']!r}. "
+            "Remove it, or correct its spelling."
+        )
+
+    expected = _EXPECTED_TYPES.get(kind)
+    if expected is not None:
+        return (
+            f"{location}: must be {expected}. Received: {location}="
+            f"{details['input']!r}. Write {location} as {expected}."
+        )
+    return (
+        f"{location}: {details['msg']}. Received: {location}={details['input']!r}. "
+        "Correct the value in the spec."
+    )
+
+
+_EXPECTED_TYPES = {
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+    "path_type": "a file path string",
+}

@@ -1,0 +1,129 @@
+"""Tasks that run before any trial: load the data and build the search space."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+from typing_extensions import TypedDict
+
+import tuner_core
+from tasks._spec_errors import SpecError
+from tasks.data import DataError, DataRef, make_data_ref
+from tasks.search_space import cached_search_space, compile_overrides_from_spec
+from tasks.spec import TuningSpec, load_spec
+
+
+class SearchSpaceInfo(TypedDict):
+    """Tuned search space: its config, its summary and the entries overrides void.
+
+    `overridden` maps a hyperparameter name to the `[compile]` keys that replace
+    what it feeds.
+    """
+
+    config: dict[str, Any]
+    summary: str
+    overridden: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class SpecReport:
+    """A spec that passed every check, with its data reference and search space."""
+
+    spec: TuningSpec
+    data_ref: DataRef
+    search_space: SearchSpaceInfo
+
+
+@task(name="load-data", cache_policy=NONE)
+def load_data(spec: TuningSpec) -> DataRef:
+    """Load the spec's data into this process's cache and return a reference to it."""
+    data_ref = load_data_ref(spec)
+    get_run_logger().info(
+        "Loaded %d samples from %s (fingerprint %s), holding out %.0f%% for "
+        "validation.",
+        data_ref.num_samples,
+        data_ref.path or data_ref.source,
+        data_ref.fingerprint[:12],
+        100 * data_ref.validation_split,
+    )
+    return data_ref
+
+
+@task(name="prepare-search-space", cache_policy=NONE)
+def prepare_search_space(spec: TuningSpec) -> SearchSpaceInfo:
+    """Build the search space, warn about overridden entries, publish the summary."""
+    run_logger = get_run_logger()
+    info = describe_search_space(spec)
+    for name, keys in info["overridden"].items():
+        run_logger.warning(
+            "Hyperparameter %r is tuned but has no effect, because the spec's "
+            "[compile] %s replaces what it feeds. Remove it from the search or drop "
+            "the override.",
+            name,
+            " and ".join(keys),
+        )
+    create_markdown_artifact(
+        key=artifact_key("search-space", spec.mlflow.experiment),
+        markdown=f"```\n{info['summary']}\n```",
+        description=f"Search space of {spec.hypermodel}",
+    )
+    run_logger.info("%s", info["summary"])
+    return info
+
+
+def load_data_ref(spec: TuningSpec) -> DataRef:
+    """Return `make_data_ref` for the spec, reporting data problems as a SpecError."""
+    try:
+        return make_data_ref(spec.data, spec.seed)
+    except DataError as error:
+        raise SpecError([str(error)]) from error
+
+
+def describe_search_space(spec: TuningSpec) -> SearchSpaceInfo:
+    """Build the spec's search space and describe it.
+
+    Raises:
+        SpecError: the search space cannot be built (see `build_search_space`).
+    """
+    hypermodel, space = cached_search_space(spec)
+    overrides = compile_overrides_from_spec(spec)
+    overridden: dict[str, list[str]] = {}
+    if overrides is not None:
+        overridden = dict(
+            tuner_core.find_override_conflicts(hypermodel, space, overrides)
+        )
+    return SearchSpaceInfo(
+        config=space.get_config(),
+        summary=tuner_core.search_space_summary_text(space),
+        overridden=overridden,
+    )
+
+
+def validate_spec_file(path: str | Path) -> SpecReport:
+    """Run every check a search runs before its first trial, and train nothing.
+
+    Loads and validates the spec, loads the data and builds the search space.
+
+    Raises:
+        SpecError: a check failed. The message names the field, the value and
+            the fix.
+    """
+    spec = load_spec(path)
+    try:
+        data_ref = load_data_ref(spec)
+        search_space = describe_search_space(spec)
+    except SpecError as error:
+        raise SpecError(error.problems, str(path)) from error
+    return SpecReport(spec=spec, data_ref=data_ref, search_space=search_space)
+
+
+def artifact_key(prefix: str, name: str) -> str:
+    """Return a Prefect artifact key: lowercase letters, digits and dashes."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return f"{prefix}-{slug}" if slug else prefix

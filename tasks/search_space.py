@@ -1,0 +1,134 @@
+"""Building tuner_core objects from a spec: hypermodel, search space and objective."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import tuner_core
+from tasks._spec_errors import SpecError
+from tasks.imports import import_object
+from tuner_core import CompileOverrides, HyperModel, HyperParameters, Objective
+
+if TYPE_CHECKING:
+    from tasks.spec import HyperparameterSpec, TuningSpec
+
+_cache_lock = threading.Lock()
+_search_spaces: dict[str, tuple[HyperModel, HyperParameters]] = {}
+
+
+def load_hypermodel(spec: TuningSpec) -> HyperModel:
+    """Import the spec's build function or HyperModel and wrap it as a HyperModel."""
+    return tuner_core.resolve_hypermodel(import_object(spec.hypermodel, spec.base_dir))
+
+
+def hyperparameters_from_spec(entries: list[HyperparameterSpec]) -> HyperParameters:
+    """Declare the `[[hyperparameters]]` entries on a new `HyperParameters`.
+
+    Raises:
+        SpecError: a name is declared twice, or tuner_core rejects an entry
+            (bounds, step, sampling, choice values, defaults).
+    """
+    problems = _duplicate_name_problems(entries)
+    if problems:
+        raise SpecError(problems)
+
+    hyperparameters = HyperParameters()
+    for index, entry in enumerate(entries):
+        declare = getattr(hyperparameters, entry.type)
+        try:
+            declare(**entry.arguments())
+        except ValueError as error:
+            problems.append(f"hyperparameters[{index}]: {error}")
+    if problems:
+        raise SpecError(problems)
+    return hyperparameters
+
+
+def _duplicate_name_problems(entries: list[HyperparameterSpec]) -> list[str]:
+    """Report names declared twice, unless both entries sit in conditional scopes."""
+    problems: list[str] = []
+    first_index: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        if entry.name not in first_index:
+            first_index[entry.name] = index
+            continue
+        first = entries[first_index[entry.name]]
+        if first.parent_name is not None and entry.parent_name is not None:
+            continue
+        if "Fixed" in (first.type, entry.type) and first.type != entry.type:
+            fix = "Keep the Fixed entry to pin the value, or the other one to tune it."
+            problem = "is both fixed and tuned"
+        else:
+            fix = "Remove one of the two entries, or rename one."
+            problem = "is declared twice"
+        problems.append(
+            f"hyperparameters[{index}]: the name {entry.name!r} {problem} "
+            f"(hyperparameters[{first_index[entry.name]}] is a {first.type}, this "
+            f"entry a {entry.type}). Received: name={entry.name!r}. {fix}"
+        )
+    return problems
+
+
+def objective_from_spec(spec: TuningSpec) -> Objective:
+    """Return the spec's objective, inferring the direction when none is given."""
+    if spec.objective.direction is not None:
+        return Objective(spec.objective.name, spec.objective.direction)
+    return tuner_core.resolve_objective(spec.objective.name)
+
+
+def compile_overrides_from_spec(spec: TuningSpec) -> CompileOverrides | None:
+    """Return the `[compile]` overrides, or None when the spec overrides nothing."""
+    if spec.compile.is_empty():
+        return None
+    optimizer: Any = spec.compile.optimizer
+    if optimizer is not None and not isinstance(optimizer, str):
+        optimizer = {
+            "class_name": optimizer.class_name,
+            "config": dict(optimizer.config),
+        }
+    metrics = list(spec.compile.metrics) if spec.compile.metrics is not None else None
+    return CompileOverrides(
+        optimizer=optimizer, loss=spec.compile.loss, metrics=metrics
+    )
+
+
+def build_search_space(spec: TuningSpec) -> tuple[HyperModel, HyperParameters]:
+    """Build the tuned search space: the spec's entries tailor the hypermodel's own.
+
+    The hypermodel is built once per branch of its conditional scopes, so every
+    problem with the search space surfaces here, before any trial.
+
+    Raises:
+        SpecError: the entries conflict with the hypermodel, a new name appears
+            while `allow_new_entries` is false, or building the model fails.
+    """
+    hypermodel = load_hypermodel(spec)
+    hyperparameters = hyperparameters_from_spec(spec.hyperparameters)
+    try:
+        space = tuner_core.build_search_space(
+            hypermodel,
+            hyperparameters,
+            tune_new_entries=spec.tune_new_entries,
+            allow_new_entries=spec.allow_new_entries,
+        )
+    except ValueError as error:
+        raise SpecError([f"hyperparameters: {error}"]) from error
+    except Exception as error:
+        raise SpecError(
+            [
+                f"hypermodel: building the model of {spec.hypermodel!r} failed with "
+                f"{type(error).__name__}: {error}. Fix the build function, or the "
+                "[[hyperparameters]] entries whose values it cannot take."
+            ]
+        ) from error
+    return hypermodel, space
+
+
+def cached_search_space(spec: TuningSpec) -> tuple[HyperModel, HyperParameters]:
+    """Return `build_search_space(spec)`, built once per process and spec."""
+    key = spec.model_dump_json()
+    with _cache_lock:
+        if key not in _search_spaces:
+            _search_spaces[key] = build_search_space(spec)
+        return _search_spaces[key]

@@ -1,0 +1,523 @@
+"""The job spec: one TOML file that describes a tuning search, validated with pydantic.
+
+Field checks run in pydantic validators. The checks that need the rest of the
+spec run once every field is valid. The data file must exist, the hypermodel
+must import and the objective must have a direction. The `[[hyperparameters]]`
+entries must also build into a `tuner_core.HyperParameters`, which applies
+tuner_core's own range, step, sampling and choice checks. Every message names
+the field, the value received and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from tasks._spec_errors import SpecError, problems_from_validation_error
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "CompileSpec",
+    "DataSpec",
+    "FitSpec",
+    "HyperparameterSpec",
+    "MlflowSpec",
+    "ObjectiveSpec",
+    "OptimizerSpec",
+    "SpecError",
+    "TuningSpec",
+    "load_spec",
+    "parse_spec",
+]
+
+# TODO: add "grid", "bayesian" and "hyperband" once the flow can drive those oracles.
+OracleName = Literal["random"]
+
+DataSource = Literal["digits", "npz", "csv"]
+HYPERPARAMETER_TYPES = ("Int", "Float", "Choice", "Boolean", "Fixed")
+SAMPLINGS = ("linear", "log", "reverse_log")
+
+# Fields each hyperparameter type accepts, besides name, type and the parent fields.
+_FIELDS_BY_TYPE = {
+    "Int": {"min_value", "max_value", "step", "sampling", "default"},
+    "Float": {"min_value", "max_value", "step", "sampling", "default"},
+    "Choice": {"values", "ordered", "default"},
+    "Boolean": {"default"},
+    "Fixed": {"value"},
+}
+_TYPE_SPECIFIC_FIELDS = sorted(set().union(*_FIELDS_BY_TYPE.values()))
+_REQUIRED_BY_TYPE = {
+    "Int": ("min_value", "max_value"),
+    "Float": ("min_value", "max_value"),
+    "Choice": ("values",),
+    "Boolean": (),
+    "Fixed": ("value",),
+}
+_SUFFIX_SOURCES = {".npz": "npz", ".csv": "csv"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSpec(_Section):
+    """The `[data]` table: where the samples come from and how they are split."""
+
+    source: DataSource | None = None
+    path: Path | None = None
+    x_key: str = "x"
+    y_key: str = "y"
+    label_column: str = "label"
+    validation_split: float = 0.2
+    sample_shape: list[StrictInt] | None = None
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _check_source(cls, value: Any) -> Any:
+        if value is not None and value not in get_args(DataSource):
+            raise ValueError(
+                f"unknown data source. Received: source={value!r}. Use 'digits' for "
+                "scikit-learn's handwritten digits, or 'npz' or 'csv' with a path."
+            )
+        return value
+
+    @field_validator("validation_split")
+    @classmethod
+    def _check_split(cls, value: float) -> float:
+        if not 0.0 < value < 1.0:
+            raise ValueError(
+                "must be between 0 and 1, exclusive. Received: "
+                f"validation_split={value!r}. Use a fraction such as 0.2 to hold out "
+                "20% of the samples for validation."
+            )
+        return value
+
+    @field_validator("sample_shape")
+    @classmethod
+    def _check_sample_shape(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or any(size < 1 for size in value)):
+            raise ValueError(
+                "must list positive sizes. Received: "
+                f"sample_shape={value!r}. Give the shape of one sample, e.g. [8, 8, 1]."
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _infer_and_check_source(self) -> DataSpec:
+        if self.source is None:
+            if self.path is None:
+                self.source = "digits"
+            else:
+                self.source = _SUFFIX_SOURCES.get(self.path.suffix.lower())
+                if self.source is None:
+                    raise ValueError(
+                        "source: cannot tell the file format from the path. Received: "
+                        f"path={str(self.path)!r}. Set source = 'npz' or 'csv', or "
+                        "use a file ending in .npz or .csv."
+                    )
+        if self.source == "digits" and self.path is not None:
+            raise ValueError(
+                "path: the built-in digits data set takes no path. Received: "
+                f"path={str(self.path)!r}. Remove path, or set source = 'npz' or 'csv'."
+            )
+        if self.source != "digits" and self.path is None:
+            raise ValueError(
+                f"path: source {self.source!r} needs a file path but none was given. "
+                f"Add path = 'data.{self.source}' (relative to the spec's folder)."
+            )
+        return self
+
+
+class HyperparameterSpec(_Section):
+    """One `[[hyperparameters]]` entry, with KerasTuner's argument names."""
+
+    name: str
+    type: str
+    min_value: Any = None
+    max_value: Any = None
+    step: Any = None
+    sampling: str | None = None
+    default: Any = None
+    values: list[Any] | None = None
+    ordered: StrictBool | None = None
+    value: Any = None
+    parent_name: str | None = None
+    parent_values: list[Any] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError(
+                f"must not be empty. Received: name={value!r}. Name the "
+                "hyperparameter as the build function does, e.g. 'units'."
+            )
+        return value
+
+    @field_validator("type")
+    @classmethod
+    def _check_type(cls, value: str) -> str:
+        if value not in HYPERPARAMETER_TYPES:
+            hint = next(
+                (t for t in HYPERPARAMETER_TYPES if t.lower() == value.lower()), None
+            )
+            suggestion = f" Did you mean {hint!r}?" if hint else ""
+            raise ValueError(
+                f"unknown hyperparameter type. Received: type={value!r}. Use one of "
+                f"{', '.join(HYPERPARAMETER_TYPES)}.{suggestion}"
+            )
+        return value
+
+    @field_validator("min_value", "max_value", "step")
+    @classmethod
+    def _check_number(cls, value: Any, info: Any) -> Any:
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if value is not None and (not is_number or not math.isfinite(value)):
+            raise ValueError(
+                f"must be a finite number. Received: {info.field_name}={value!r}. "
+                f"Write {info.field_name} as a number such as 32 or 0.001."
+            )
+        return value
+
+    @field_validator("sampling")
+    @classmethod
+    def _check_sampling(cls, value: str | None) -> str | None:
+        if value is not None and value not in SAMPLINGS:
+            raise ValueError(
+                f"unknown sampling. Received: sampling={value!r}. Use one of "
+                f"{', '.join(SAMPLINGS)}."
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_fields_for_type(self) -> HyperparameterSpec:
+        allowed = _FIELDS_BY_TYPE[self.type]
+        for field in _TYPE_SPECIFIC_FIELDS:
+            if field not in allowed and getattr(self, field) is not None:
+                raise ValueError(
+                    f"{field} does not apply to type {self.type!r} (hyperparameter "
+                    f"{self.name!r}). Received: {field}={getattr(self, field)!r}. "
+                    f"Remove it, because {self.type} takes only {sorted(allowed)}."
+                )
+        for field in _REQUIRED_BY_TYPE[self.type]:
+            if getattr(self, field) is None:
+                raise ValueError(
+                    f"{field} is required for type {self.type!r} (hyperparameter "
+                    f"{self.name!r}) but missing. Add {field} to this entry."
+                )
+        if (self.parent_name is None) != (self.parent_values is None):
+            raise ValueError(
+                f"parent_name and parent_values go together (hyperparameter "
+                f"{self.name!r}). Received: parent_name={self.parent_name!r}, "
+                f"parent_values={self.parent_values!r}. Set both or neither."
+            )
+        return self
+
+    def arguments(self) -> dict[str, Any]:
+        """Return the keyword arguments for `HyperParameters.<type>(...)`."""
+        fields = _FIELDS_BY_TYPE[self.type] | {"name", "parent_name", "parent_values"}
+        return {
+            field: getattr(self, field)
+            for field in sorted(fields)
+            if getattr(self, field) is not None
+        }
+
+
+class ObjectiveSpec(_Section):
+    """The metric to optimize, with a direction inferred for well-known names."""
+
+    name: str
+    direction: str | None = None
+
+    @field_validator("direction")
+    @classmethod
+    def _check_direction(cls, value: str | None) -> str | None:
+        if value is not None and value not in ("min", "max"):
+            raise ValueError(
+                f"must be 'min' or 'max'. Received: direction={value!r}. Use 'max' "
+                "for metrics to maximize, such as accuracy, and 'min' for losses."
+            )
+        return value
+
+
+class OptimizerSpec(_Section):
+    """A Keras optimizer by class name with its constructor arguments."""
+
+    class_name: str
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class CompileSpec(_Section):
+    """The `[compile]` table: arguments that replace the build function's own."""
+
+    optimizer: str | OptimizerSpec | None = None
+    loss: str | None = None
+    metrics: list[str] | None = None
+
+    @field_validator("optimizer")
+    @classmethod
+    def _check_optimizer(cls, value: str | OptimizerSpec | None) -> Any:
+        import keras
+
+        if value is None:
+            return value
+        identifier: Any = value
+        if isinstance(value, OptimizerSpec):
+            identifier = {"class_name": value.class_name, "config": value.config}
+        try:
+            keras.optimizers.get(identifier)
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                f"Keras cannot build this optimizer ({error}). Received: "
+                f"optimizer={identifier!r}. Use a Keras optimizer name such as "
+                "'adam', or a table like {class_name = 'Adam', config = "
+                "{learning_rate = 0.001}}."
+            ) from error
+        return value
+
+    @field_validator("loss")
+    @classmethod
+    def _check_loss(cls, value: str | None) -> str | None:
+        import keras
+
+        if value is not None:
+            try:
+                keras.losses.get(value)
+            except ValueError as error:
+                raise ValueError(
+                    f"unknown Keras loss. Received: loss={value!r}. Use a name from "
+                    "keras.losses, e.g. 'mse' or 'sparse_categorical_crossentropy'."
+                ) from error
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _check_metrics(cls, value: list[str] | None) -> list[str] | None:
+        import keras
+
+        for metric in value or []:
+            try:
+                keras.metrics.get(metric)
+            except ValueError as error:
+                raise ValueError(
+                    f"unknown Keras metric. Received: metrics={value!r} with "
+                    f"{metric!r}. Use names from keras.metrics, e.g. 'accuracy'."
+                ) from error
+        return value
+
+    def is_empty(self) -> bool:
+        return self.optimizer is None and self.loss is None and self.metrics is None
+
+
+class FitSpec(_Section):
+    """The `[fit]` table: arguments given to `model.fit` in every trial."""
+
+    epochs: StrictInt = 1
+    batch_size: StrictInt = 32
+
+    @field_validator("epochs", "batch_size")
+    @classmethod
+    def _check_positive(cls, value: int, info: Any) -> int:
+        if value < 1:
+            raise ValueError(
+                f"must be at least 1. Received: {info.field_name}={value!r}. "
+                f"Set {info.field_name} to a positive integer."
+            )
+        return value
+
+
+class MlflowSpec(_Section):
+    """The `[mlflow]` table: where runs are tracked and the best model registered."""
+
+    tracking_uri: str | None = None
+    experiment: str = "tuneflow"
+    registered_model_name: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("experiment", "registered_model_name")
+    @classmethod
+    def _check_name(cls, value: str | None, info: Any) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError(
+                f"must not be empty. Received: {info.field_name}={value!r}. Give a "
+                f"name, or remove {info.field_name} to use the default."
+            )
+        return value
+
+
+class TuningSpec(_Section):
+    """A whole tuning job: data, hypermodel, search space, objective and tracking."""
+
+    hypermodel: str
+    data: DataSpec = Field(default_factory=DataSpec)
+    hyperparameters: list[HyperparameterSpec] = Field(default_factory=list)
+    tune_new_entries: StrictBool = True
+    allow_new_entries: StrictBool = True
+    objective: ObjectiveSpec = Field(
+        default_factory=lambda: ObjectiveSpec(name="val_loss")
+    )
+    oracle: OracleName = "random"
+    max_trials: StrictInt = 10
+    seed: StrictInt | None = None
+    concurrency: StrictInt = 1
+    worker_processes: StrictBool | None = None
+    max_trials_per_worker: StrictInt = 10
+    fit: FitSpec = Field(default_factory=FitSpec)
+    compile: CompileSpec = Field(default_factory=CompileSpec)
+    mlflow: MlflowSpec = Field(default_factory=MlflowSpec)
+    base_dir: Path = Field(
+        default_factory=Path.cwd,
+        description="Folder that relative paths and module lookups start from. "
+        "load_spec sets it to the spec file's folder.",
+    )
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _objective_from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("oracle", mode="before")
+    @classmethod
+    def _check_oracle(cls, value: Any) -> Any:
+        if value not in get_args(OracleName):
+            raise ValueError(
+                f"unknown oracle. Received: oracle={value!r}. Use one of "
+                f"{list(get_args(OracleName))}."
+            )
+        return value
+
+    @field_validator("max_trials", "concurrency", "max_trials_per_worker")
+    @classmethod
+    def _check_positive(cls, value: int, info: Any) -> int:
+        if value < 1:
+            example = 1 if info.field_name == "concurrency" else 10
+            raise ValueError(
+                f"must be at least 1. Received: {info.field_name}={value!r}. Set "
+                f"{info.field_name} to a positive integer, e.g. {info.field_name} = "
+                f"{example}."
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_worker_processes(self) -> TuningSpec:
+        if self.concurrency > 1 and self.worker_processes is False:
+            raise ValueError(
+                "worker_processes: concurrent trials need worker processes, because "
+                "trials in one process share Keras's global state. Received: "
+                f"worker_processes=false with concurrency={self.concurrency}. Remove "
+                "worker_processes (or set it to true), or set concurrency = 1."
+            )
+        return self
+
+    @field_validator("seed")
+    @classmethod
+    def _check_seed(cls, value: int | None) -> int | None:
+        if value is not None and value < 0:
+            raise ValueError(
+                f"must be 0 or more. Received: seed={value!r}. Use a non-negative "
+                "integer, or remove seed for a random one."
+            )
+        return value
+
+    @field_validator("hypermodel")
+    @classmethod
+    def _check_hypermodel_form(cls, value: str) -> str:
+        module_name, separator, attribute = value.partition(":")
+        if not separator or not module_name.strip() or not attribute.strip():
+            raise ValueError(
+                "must have the form 'module:attribute'. Received: "
+                f"hypermodel={value!r}. "
+                "Write the module's import path, a colon and the build function or "
+                "HyperModel name, e.g. 'digits_model:build_model'."
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_semantics(self) -> TuningSpec:
+        from tasks.spec_checks import find_spec_problems
+
+        self.base_dir = self.base_dir.resolve()
+        if self.data.path is not None:
+            self.data.path = (self.base_dir / self.data.path).resolve()
+        problems = find_spec_problems(self)
+        if problems:
+            raise SpecError(problems)
+        return self
+
+    def uses_worker_processes(self) -> bool:
+        """Return whether trials run in worker processes, not the flow's process."""
+        if self.worker_processes is None:
+            return self.concurrency > 1
+        return self.worker_processes
+
+
+def parse_spec(
+    data: dict[str, Any], base_dir: Path | None = None, source: str | None = None
+) -> TuningSpec:
+    """Validate a spec given as a mapping, such as parsed TOML.
+
+    Relative paths and module lookups start from `base_dir` (the working
+    directory when None).
+
+    Raises:
+        SpecError: the spec is invalid. Its message lists every problem found.
+    """
+    if base_dir is not None:
+        data = {**data, "base_dir": base_dir}
+    try:
+        return TuningSpec.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(problems_from_validation_error(error), source) from None
+
+
+def load_spec(path: str | Path) -> TuningSpec:
+    """Read and validate a TOML spec file.
+
+    Raises:
+        SpecError: the file is missing, is not valid TOML, or describes an
+            invalid spec.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(
+            [
+                f"spec file not found: {str(path)!r}. Check the path, or write the "
+                "spec first (see examples/digits.toml)."
+            ]
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError(
+            [f"the file is not valid TOML ({error}). Fix the syntax at that line."],
+            str(path),
+        ) from None
+    if "base_dir" in data:
+        raise SpecError(
+            [
+                "base_dir: this field is set from the spec file's location. Received: "
+                f"base_dir={data['base_dir']!r}. Remove it, because relative paths "
+                "already start from the spec's folder."
+            ],
+            str(path),
+        )
+    return parse_spec(data, base_dir=path.parent.resolve(), source=str(path))

@@ -1,0 +1,359 @@
+"""MLflow adapter: one parent run per search and one child run per trial.
+
+Every call names its run explicitly through `MlflowClient`. MLflow keeps the
+active run per thread, so a trial task in a worker thread would silently start
+a top-level run if it relied on `mlflow.start_run(nested=True)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import keras
+import mlflow
+import mlflow.tensorflow
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.models.model import ModelInfo
+from mlflow.types.schema import Schema, TensorSpec
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from tasks.results import RegisteredModel
+
+logger = logging.getLogger(__name__)
+
+CHAMPION_ALIAS = "champion"
+KIND_TAG = "tuneflow.kind"
+TRIAL_NUMBER_TAG = "tuneflow.trial_number"
+STATUS_TAG = "tuneflow.status"
+ERROR_TAG = "tuneflow.error"
+MAX_TAG_LENGTH = 5000
+
+
+def default_tracking_uri(cwd: Path | None = None) -> str:
+    """Return the SQLite store in the working directory: `sqlite:///<cwd>/mlflow.db`."""
+    return f"sqlite:///{(cwd or Path.cwd()).resolve() / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(
+    explicit: str | None = None, from_spec: str | None = None
+) -> str:
+    """Pick the tracking URI: `explicit`, then the spec's, then $MLFLOW_TRACKING_URI.
+
+    Falls back to `default_tracking_uri()` when none of them is set.
+    """
+    return (
+        explicit
+        or from_spec
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or (default_tracking_uri())
+    )
+
+
+def sqlite_database_path(tracking_uri: str) -> Path | None:
+    """Return the database file of a `sqlite:///` URI, or None for other stores."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return Path(unquote(tracking_uri[len("sqlite:///") :])).resolve()
+
+
+def ui_command(tracking_uri: str) -> str | None:
+    """Return the shell command that opens the MLflow UI on a local store.
+
+    Returns None for a tracking server (`http://` or `https://`), which serves
+    its own UI at that address.
+    """
+    if urlparse(tracking_uri).scheme in ("http", "https"):
+        return None
+    database = sqlite_database_path(tracking_uri)
+    if database is not None:
+        return f"mlflow ui --backend-store-uri sqlite:///{database}"
+    return f"mlflow ui --backend-store-uri {tracking_uri}"
+
+
+def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:
+    """Return the id of experiment `name`, creating it when missing.
+
+    A new experiment on a SQLite store keeps its artifacts in `mlartifacts/`
+    next to the database file, not in the working directory.
+
+    Raises:
+        ValueError: the experiment exists but was deleted.
+    """
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(
+                name, artifact_location=_artifact_root(tracking_uri, name)
+            )
+        except MlflowException:
+            # Another process may have created it in between; read it back.
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage == "deleted":
+        raise ValueError(
+            f"mlflow.experiment: the experiment {name!r} was deleted. Received: "
+            f"experiment={name!r}. Restore it with `mlflow experiments restore "
+            f"--experiment-id {experiment.experiment_id}`, or choose another name."
+        )
+    return experiment.experiment_id
+
+
+def _artifact_root(tracking_uri: str, experiment_name: str) -> str | None:
+    database = sqlite_database_path(tracking_uri)
+    if database is None:
+        return None
+    folder = (
+        re.sub(r"[^A-Za-z0-9._-]+", "-", experiment_name).strip("-") or "experiment"
+    )
+    return (database.parent / "mlartifacts" / folder).as_uri()
+
+
+def start_search_run(
+    client: MlflowClient,
+    experiment_id: str,
+    *,
+    params: Mapping[str, Any],
+    tags: Mapping[str, str],
+    artifacts: Mapping[str, str],
+) -> str:
+    """Create the parent run of a search, with its params, tags and text artifacts.
+
+    `artifacts` maps a file name (such as "spec.toml") to its text.
+    """
+    run = client.create_run(
+        experiment_id,
+        run_name=f"search-{time.strftime('%Y%m%d-%H%M%S')}",
+        tags={KIND_TAG: "search", STATUS_TAG: "RUNNING", **tags},
+    )
+    run_id = run.info.run_id
+    client.log_batch(run_id, params=_params(params))
+    for file_name, text in artifacts.items():
+        client.log_text(run_id, text, file_name)
+    logger.info("Started search run %s in experiment %s.", run_id, experiment_id)
+    return run_id
+
+
+def start_trial_run(
+    client: MlflowClient,
+    parent_run_id: str,
+    trial_number: int,
+    values: Mapping[str, Any],
+) -> tuple[str, str]:
+    """Create the child run of one trial under `parent_run_id`, values as params.
+
+    Returns the run id and the experiment id.
+    """
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    run = client.create_run(
+        experiment_id,
+        run_name=f"trial-{trial_number}",
+        tags={
+            MLFLOW_PARENT_RUN_ID: parent_run_id,
+            KIND_TAG: "trial",
+            TRIAL_NUMBER_TAG: str(trial_number),
+            STATUS_TAG: "RUNNING",
+        },
+    )
+    client.log_batch(run.info.run_id, params=_params(values))
+    return run.info.run_id, experiment_id
+
+
+class EpochMetricsLogger(keras.callbacks.Callback):
+    """Keras callback that logs each epoch's metrics in one batch, with step = epoch."""
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        super().__init__()
+        self.client = client
+        self.run_id = run_id
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        timestamp = int(time.time() * 1000)
+        metrics = [
+            Metric(key=name, value=float(value), timestamp=timestamp, step=epoch)
+            for name, value in (logs or {}).items()
+        ]
+        if metrics:
+            self.client.log_batch(self.run_id, metrics=metrics)
+
+
+def log_trial_outcome(
+    client: MlflowClient,
+    run_id: str,
+    *,
+    objective_name: str,
+    score: float,
+    best_epoch: int,
+    values: Mapping[str, Any],
+    logged_values: Iterable[str],
+) -> None:
+    """Log the final objective, and the values read beyond the tuned ones, as params.
+
+    `logged_values` names the params logged when the run started. They are
+    skipped, because MLflow rejects logging a param twice with another value.
+    """
+    already = set(logged_values)
+    timestamp = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[
+            Metric(f"best_{objective_name}", float(score), timestamp, best_epoch),
+            Metric("best_epoch", float(best_epoch), timestamp, best_epoch),
+        ],
+        params=_params({k: v for k, v in values.items() if k not in already}),
+        tags=[RunTag("tuneflow.objective", objective_name)],
+    )
+
+
+def log_trial_model(
+    model: Any,
+    *,
+    run_id: str,
+    experiment_id: str,
+    trial_number: int,
+    sample_x: np.ndarray,
+    best_epoch: int,
+) -> ModelInfo:
+    """Log a trial's model as an MLflow logged model linked to its child run.
+
+    The model's metrics are the run's metrics at `best_epoch`, the epoch whose
+    weights it carries. The tracking URI must already be set with
+    `mlflow.set_tracking_uri`, because MLflow's model logging reads it from there.
+    """
+    name = f"trial-{trial_number}"
+    signature = model_signature(model, sample_x)
+    logged_model = mlflow.initialize_logged_model(
+        name=name,
+        source_run_id=run_id,
+        experiment_id=experiment_id,
+        tags={TRIAL_NUMBER_TAG: str(trial_number)},
+    )
+    return mlflow.tensorflow.log_model(
+        model,
+        name=name,
+        model_id=logged_model.model_id,
+        run_id=run_id,
+        signature=signature,
+        pip_requirements=model_pip_requirements(),
+        step=best_epoch,
+    )
+
+
+def model_signature(model: Any, sample_x: np.ndarray) -> ModelSignature:
+    """Describe the model's input and output tensors for MLflow.
+
+    A model with one symbolic output is described from its graph, because
+    tracing a predict function costs about 0.1 s a model (measured on 2 CPU
+    cores). Other models predict on `sample_x` instead.
+    """
+    outputs = getattr(model, "outputs", None)
+    if not outputs or len(outputs) != 1:
+        return infer_signature(sample_x, model.predict(sample_x, verbose=0))
+    output_shape = [-1 if size is None else size for size in outputs[0].shape[1:]]
+    return ModelSignature(
+        inputs=Schema([TensorSpec(sample_x.dtype, (-1, *sample_x.shape[1:]))]),
+        outputs=Schema([TensorSpec(np.dtype(outputs[0].dtype), (-1, *output_shape))]),
+    )
+
+
+def model_pip_requirements() -> list[str]:
+    """Return pinned requirements for serving a logged Keras model.
+
+    Given explicitly because MLflow otherwise infers them in a subprocess, which
+    costs seconds per model.
+    """
+    requirements = [f"keras=={version('keras')}"]
+    for distribution in ("tensorflow-cpu", "tensorflow"):
+        try:
+            requirements.append(f"{distribution}=={version(distribution)}")
+            break
+        except PackageNotFoundError:
+            continue
+    return requirements
+
+
+def end_run(
+    client: MlflowClient, run_id: str, status: str, error: BaseException | None = None
+) -> None:
+    """End a run with `status` "FINISHED" or "FAILED", recording any error."""
+    trial_status = "COMPLETED" if status == "FINISHED" else "FAILED"
+    tags = [RunTag(STATUS_TAG, trial_status)]
+    if error is not None:
+        message = f"{type(error).__name__}: {error}"[:MAX_TAG_LENGTH]
+        tags.append(RunTag(ERROR_TAG, message))
+    client.log_batch(run_id, tags=tags)
+    client.set_terminated(run_id, status=status)
+
+
+def fail_unfinished_runs(
+    client: MlflowClient, parent_run_id: str, error: BaseException
+) -> None:
+    """End the parent run and every child still RUNNING as FAILED."""
+    parent = client.get_run(parent_run_id)
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=(
+            f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' "
+            "and attributes.status = 'RUNNING'"
+        ),
+    )
+    for child in children:
+        logger.warning("Marking unfinished trial run %s as FAILED.", child.info.run_id)
+        end_run(client, child.info.run_id, "FAILED", error)
+    end_run(client, parent_run_id, "FAILED", error)
+
+
+def register_champion(
+    client: MlflowClient,
+    model_uri: str,
+    name: str,
+    *,
+    run_id: str,
+    trial_number: int,
+    objective_name: str,
+    score: float,
+) -> RegisteredModel:
+    """Register a model version under `name` and point the alias `champion` at it.
+
+    The tracking URI must already be set with `mlflow.set_tracking_uri`.
+    """
+    model_version = mlflow.register_model(
+        model_uri,
+        name,
+        tags={
+            TRIAL_NUMBER_TAG: str(trial_number),
+            "tuneflow.source_run_id": run_id,
+            f"best_{objective_name}": repr(score),
+        },
+    )
+    client.set_registered_model_alias(name, CHAMPION_ALIAS, model_version.version)
+    logger.info(
+        "Registered %s version %s from trial %d (run %s) with alias %r.",
+        name,
+        model_version.version,
+        trial_number,
+        run_id,
+        CHAMPION_ALIAS,
+    )
+    return RegisteredModel(
+        name=name,
+        version=str(model_version.version),
+        alias=CHAMPION_ALIAS,
+        model_uri=f"models:/{name}@{CHAMPION_ALIAS}",
+    )
+
+
+def _params(values: Mapping[str, Any]) -> list[Param]:
+    return [Param(str(key), str(value)) for key, value in values.items()]

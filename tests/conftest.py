@@ -1,0 +1,82 @@
+"""Shared fixtures: one Prefect test backend per session, one MLflow store per test."""
+
+from __future__ import annotations
+
+import os
+
+# Telemetry off before Prefect or MLflow is imported: the test machines are offline.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# pytest runs with --import-mode=importlib, which adds no test folder to sys.path;
+# the specs under test name helper modules here ("hypermodels:build_tiny_model").
+TESTS_DIR = str(Path(__file__).parent)
+if TESTS_DIR not in sys.path:
+    sys.path.insert(0, TESTS_DIR)
+
+
+@pytest.fixture(scope="session")
+def prefect_backend() -> Iterator[None]:
+    """Run flows against Prefect's test harness: a temporary server and database.
+
+    Starting it costs about 13 s, so the whole session shares one.
+    """
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield
+
+
+@pytest.fixture(scope="session")
+def empty_mlflow_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Create and migrate one empty MLflow SQLite database for the session to copy.
+
+    Migrating a new database takes seconds; copying the file takes milliseconds.
+    """
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def tracking_uri(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_database: Path
+) -> Iterator[str]:
+    """Point MLflow at a new SQLite store in the test's temporary folder."""
+    import mlflow
+
+    database = tmp_path / "mlflow.db"
+    shutil.copyfile(empty_mlflow_database, database)
+    uri = f"sqlite:///{database}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture(scope="session")
+def digits_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Write 400 of scikit-learn's digits as 8x8 images in [0, 1] to a .npz file."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    path = tmp_path_factory.mktemp("data") / "digits400.npz"
+    np.savez(
+        path,
+        x=(digits.images[:400] / 16.0).astype(np.float32),
+        y=digits.target[:400].astype(np.int64),
+    )
+    return path

@@ -1,0 +1,399 @@
+"""Bad spec files fail before any trial, naming the field, the value and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks.preparation import validate_spec_file
+from tasks.spec import SpecError, parse_spec
+
+TINY_MODEL = 'hypermodel = "hypermodels:build_tiny_model"'
+DIGITS_8X8 = "sample_shape = [8, 8]"
+SPEC_TEMPLATE = """
+{top}
+
+[data]
+{data}
+
+{tables}
+"""
+
+
+def hyperparameter(**fields: object) -> str:
+    """Write one `[[hyperparameters]]` table."""
+    lines = ["[[hyperparameters]]"]
+    for name, value in fields.items():
+        rendered = f'"{value}"' if isinstance(value, str) else repr(value).lower()
+        if isinstance(value, list):
+            rendered = "[" + ", ".join(repr(v) for v in value) + "]"
+        lines.append(f"{name} = {rendered}")
+    return "\n".join(lines) + "\n"
+
+
+# (case id, top-level keys, [data] keys, other tables, pattern the message must match)
+BAD_SPECS = [
+    (
+        "int-min-above-max",
+        TINY_MODEL,
+        DIGITS_8X8,
+        hyperparameter(name="units", type="Int", min_value=16, max_value=8),
+        r"hyperparameters\[0\]: Int 'units': min_value must be <= max_value, but got "
+        r"min_value=16, max_value=8\. Swap the bounds",
+    ),
+    (
+        "log-sampling-min-zero",
+        TINY_MODEL,
+        DIGITS_8X8,
+        hyperparameter(
+            name="learning_rate",
+            type="Float",
+            min_value=0.0,
+            max_value=0.1,
+            sampling="log",
+        ),
+        r"hyperparameters\[0\]: Float 'learning_rate': sampling='log' needs "
+        r"min_value > 0, but got min_value=0\.0\. Raise min_value above 0",
+    ),
+    (
+        "step-zero",
+        TINY_MODEL,
+        DIGITS_8X8,
+        hyperparameter(name="units", type="Int", min_value=8, max_value=16, step=0),
+        r"hyperparameters\[0\]: Int 'units': step must be > 0, but got step=0\. "
+        r"Pass a positive step",
+    ),
+    (
+        "int-bound-not-integral",
+        TINY_MODEL,
+        DIGITS_8X8,
+        hyperparameter(name="units", type="Int", min_value=8.5, max_value=16),
+        r"hyperparameters\[0\]: Int 'units': min_value must be an integer, but got "
+        r"min_value=8\.5\. Pass a whole number",
+    ),
+    (
+        "choice-without-values",
+        TINY_MODEL,
+        DIGITS_8X8,
+        hyperparameter(name="learning_rate", type="Choice", values=[]),
+        r"hyperparameters\[0\]: Choice 'learning_rate': values must be a non-empty "
+        r"list, but got values=\[\]\. Pass the candidate values",
+    ),
+    (
+        "choice-mixed-types",
+        TINY_MODEL,
+        DIGITS_8X8,
+        hyperparameter(name="learning_rate", type="Choice", values=[1, 0.1]),
+        r"hyperparameters\[0\]: Choice 'learning_rate': values must all have one "
+        r"type, but got values=\[1, 0\.1\].*Write them all as floats",
+    ),
+    (
+        "choice-default-not-in-values",
+        TINY_MODEL,
+        DIGITS_8X8,
+        hyperparameter(
+            name="learning_rate", type="Choice", values=[0.01, 0.001], default=0.5
+        ),
+        r"hyperparameters\[0\]: Choice 'learning_rate': default must be one of "
+        r"values=\[0\.01, 0\.001\], but got default=0\.5\. Pick a default",
+    ),
+    (
+        "name-fixed-and-tuned",
+        TINY_MODEL,
+        DIGITS_8X8,
+        hyperparameter(name="learning_rate", type="Fixed", value=0.01)
+        + hyperparameter(name="learning_rate", type="Choice", values=[0.01, 0.001]),
+        r"hyperparameters\[1\]: the name 'learning_rate' is both fixed and tuned "
+        r".*Received: name='learning_rate'\. Keep the Fixed entry",
+    ),
+    (
+        "unknown-hyperparameter-type",
+        TINY_MODEL,
+        DIGITS_8X8,
+        hyperparameter(name="units", type="Integer", min_value=8, max_value=16),
+        r"hyperparameters\[0\]\.type: unknown hyperparameter type\. Received: "
+        r"type='Integer'\. Use one of Int, Float, Choice, Boolean, Fixed",
+    ),
+    (
+        "objective-direction-unknown",
+        TINY_MODEL + '\nobjective = {name = "val_accuracy", direction = "maximize"}',
+        DIGITS_8X8,
+        "",
+        r"objective\.direction: must be 'min' or 'max'\. Received: "
+        r"direction='maximize'\. Use 'max'",
+    ),
+    (
+        "objective-direction-not-inferable",
+        TINY_MODEL + '\nobjective = "val_my_score"',
+        DIGITS_8X8,
+        "",
+        r"objective: Cannot infer whether to minimize or maximize "
+        r"objective='val_my_score'.*direction = 'max'",
+    ),
+    (
+        "hypermodel-module-not-found",
+        'hypermodel = "no_such_module:build_model"',
+        DIGITS_8X8,
+        "",
+        r"hypermodel: module 'no_such_module' was not found\. Received: "
+        r"'no_such_module:build_model'.*Fix the module path",
+    ),
+    (
+        "hypermodel-attribute-not-found",
+        'hypermodel = "hypermodels:no_such_function"',
+        DIGITS_8X8,
+        "",
+        r"hypermodel: module 'hypermodels' has no attribute 'no_such_function'\. "
+        r"Received: 'hypermodels:no_such_function'\. Use one of the names",
+    ),
+    (
+        "hypermodel-without-colon",
+        'hypermodel = "hypermodels.build_tiny_model"',
+        DIGITS_8X8,
+        "",
+        r"hypermodel: must have the form 'module:attribute'\. Received: "
+        r"hypermodel='hypermodels\.build_tiny_model'\. Write the module's import path",
+    ),
+    (
+        "data-file-missing",
+        TINY_MODEL,
+        'path = "missing.npz"',
+        "",
+        r"data\.path: data file not found: '.*missing\.npz'\. .*Fix the path or "
+        r"create the file",
+    ),
+    (
+        "npz-label-count-differs",
+        TINY_MODEL,
+        'path = "{mismatched_npz}"',
+        "",
+        r"data\.y_key: the number of labels differs from the number of samples\. "
+        r"Received: 'x' with shape \(10, 8, 8\) and 'y' with shape \(9,\).*"
+        r"Give exactly one label per sample",
+    ),
+    (
+        "csv-label-missing-on-a-row",
+        TINY_MODEL,
+        'path = "{unlabeled_csv}"\nlabel_column = "digit"',
+        "",
+        r"data\.label_column: the number of labels \(2\) differs from the number of "
+        r"samples \(3\).*column 'digit' is empty on line\(s\) 3\. Fill in those labels",
+    ),
+    (
+        "csv-label-column-missing",
+        TINY_MODEL,
+        'path = "{unlabeled_csv}"\nlabel_column = "label"',
+        "",
+        r"data\.label_column: no column named 'label' in .*Received: "
+        r"label_column='label'\. Use one of \['a', 'b', 'digit'\]",
+    ),
+    (
+        "npz-key-missing",
+        TINY_MODEL,
+        'path = "{mismatched_npz}"\ny_key = "labels"',
+        "",
+        r"data\.y_key: no array named 'labels' in .*Received: y_key='labels'\. Use "
+        r"one of \['x', 'y'\]",
+    ),
+    (
+        "max-trials-zero",
+        TINY_MODEL + "\nmax_trials = 0",
+        DIGITS_8X8,
+        "",
+        r"max_trials: must be at least 1\. Received: max_trials=0\. Set max_trials to "
+        r"a positive integer",
+    ),
+    (
+        "max-trials-not-integer",
+        TINY_MODEL + '\nmax_trials = "ten"',
+        DIGITS_8X8,
+        "",
+        r"max_trials: must be an integer\. Received: max_trials='ten'\. Write "
+        r"max_trials as an integer",
+    ),
+    (
+        "concurrency-zero",
+        TINY_MODEL + "\nconcurrency = 0",
+        DIGITS_8X8,
+        "",
+        r"concurrency: must be at least 1\. Received: concurrency=0\. Set concurrency",
+    ),
+    (
+        "concurrency-without-worker-processes",
+        TINY_MODEL + "\nconcurrency = 2\nworker_processes = false",
+        DIGITS_8X8,
+        "",
+        r"worker_processes: concurrent trials need worker processes.*Received: "
+        r"worker_processes=false with concurrency=2\. Remove worker_processes",
+    ),
+    (
+        "unknown-field",
+        TINY_MODEL + "\nmax_trial = 5",
+        DIGITS_8X8,
+        "",
+        r"max_trial: unknown field\. Received: max_trial=5\. Remove it, or correct "
+        r"its spelling",
+    ),
+    (
+        "validation-split-above-one",
+        TINY_MODEL,
+        DIGITS_8X8 + "\nvalidation_split = 1.5",
+        "",
+        r"data\.validation_split: must be between 0 and 1, exclusive\. Received: "
+        r"validation_split=1\.5\. Use a fraction",
+    ),
+    (
+        "epochs-zero",
+        TINY_MODEL,
+        DIGITS_8X8,
+        "[fit]\nepochs = 0",
+        r"fit\.epochs: must be at least 1\. Received: epochs=0\. Set epochs",
+    ),
+    (
+        "unknown-optimizer",
+        TINY_MODEL,
+        DIGITS_8X8,
+        '[compile]\noptimizer = {class_name = "Adamx"}',
+        r"compile\.optimizer: Keras cannot build this optimizer .*Received: "
+        r"optimizer=\{'class_name': 'Adamx', 'config': \{\}\}\. Use a Keras optimizer",
+    ),
+    (
+        "unknown-loss",
+        TINY_MODEL,
+        DIGITS_8X8,
+        '[compile]\nloss = "msee"',
+        r"compile\.loss: unknown Keras loss\. Received: loss='msee'\. Use a name from "
+        r"keras\.losses",
+    ),
+    (
+        "field-not-for-type",
+        TINY_MODEL,
+        DIGITS_8X8,
+        hyperparameter(
+            name="learning_rate",
+            type="Float",
+            min_value=0.001,
+            max_value=0.01,
+            values=[0.001],
+        ),
+        r"hyperparameters\[0\]: values does not apply to type 'Float' \(hyperparameter "
+        r"'learning_rate'\)\. Received: values=\[0\.001\]\. Remove it",
+    ),
+    (
+        "unknown-sampling",
+        TINY_MODEL,
+        DIGITS_8X8,
+        hyperparameter(
+            name="learning_rate",
+            type="Float",
+            min_value=0.001,
+            max_value=0.01,
+            sampling="logarithmic",
+        ),
+        r"hyperparameters\[0\]\.sampling: unknown sampling\. Received: "
+        r"sampling='logarithmic'\. Use one of linear, log, reverse_log",
+    ),
+    (
+        "new-entry-not-allowed",
+        TINY_MODEL + "\nallow_new_entries = false",
+        DIGITS_8X8,
+        hyperparameter(name="units", type="Int", min_value=8, max_value=16, step=8),
+        r"hyperparameters: Hyperparameter 'dropout' is not in the given "
+        r"HyperParameters and allow_new_entries=False\..*allow_new_entries=True",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Write a .npz with 10 samples but 9 labels, and a .csv with a missing label."""
+    folder = tmp_path_factory.mktemp("bad-data")
+    mismatched = folder / "mismatched.npz"
+    np.savez(mismatched, x=np.zeros((10, 8, 8), np.float32), y=np.zeros(9, np.int64))
+    unlabeled = folder / "unlabeled.csv"
+    unlabeled.write_text(
+        "a,b,digit\n0.1,0.2,1\n0.3,0.4,\n0.5,0.6,0\n", encoding="utf-8"
+    )
+    return {"mismatched_npz": mismatched, "unlabeled_csv": unlabeled}
+
+
+@pytest.mark.parametrize(
+    ("top", "data", "tables", "pattern"),
+    [case[1:] for case in BAD_SPECS],
+    ids=[case[0] for case in BAD_SPECS],
+)
+def test_bad_spec_rejected_before_trials(
+    tmp_path: Path,
+    data_files: dict[str, Path],
+    top: str,
+    data: str,
+    tables: str,
+    pattern: str,
+) -> None:
+    text = SPEC_TEMPLATE.format(top=top, data=data.format(**data_files), tables=tables)
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(text, encoding="utf-8")
+
+    with pytest.raises(SpecError, match=pattern) as caught:
+        validate_spec_file(spec_path)
+
+    assert len(caught.value.problems) == 1, caught.value.problems
+
+
+def test_bad_spec_table_size() -> None:
+    assert len(BAD_SPECS) >= 15
+
+
+def test_spec_error_lists_every_problem(tmp_path: Path) -> None:
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(
+        f"{TINY_MODEL}\nmax_trials = 0\nconcurrency = 0\n[fit]\nepochs = 0\n",
+        encoding="utf-8",
+    )
+
+    with pytest.raises(SpecError) as caught:
+        validate_spec_file(spec_path)
+
+    problems = caught.value.problems
+    assert len(problems) == 3
+    assert any(p.startswith("max_trials:") for p in problems)
+    assert any(p.startswith("concurrency:") for p in problems)
+    assert any(p.startswith("fit.epochs:") for p in problems)
+
+
+def test_choice_with_none_rejected() -> None:
+    # TOML has no null, so this case only arises from a spec built in Python.
+    spec = {
+        "hypermodel": "hypermodels:build_tiny_model",
+        "hyperparameters": [
+            {"name": "learning_rate", "type": "Choice", "values": [0.01, None]}
+        ],
+    }
+
+    with pytest.raises(
+        SpecError,
+        match=r"hyperparameters\[0\]: Choice 'learning_rate': values must not contain "
+        r"None, but got values=\[0\.01, None\]\. Remove None",
+    ):
+        parse_spec(spec)
+
+
+def test_missing_spec_file_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.toml"
+
+    with pytest.raises(
+        SpecError, match=r"spec file not found: '.*nowhere\.toml'\. Check"
+    ):
+        validate_spec_file(missing)
+
+
+def test_invalid_toml_names_line(tmp_path: Path) -> None:
+    spec_path = tmp_path / "broken.toml"
+    spec_path.write_text('hypermodel = "a:b"\nmax_trials = \n', encoding="utf-8")
+
+    with pytest.raises(
+        SpecError, match=r"not valid TOML \(.*line 2.*\)\. Fix the syntax"
+    ):
+        validate_spec_file(spec_path)

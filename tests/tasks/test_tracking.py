@@ -1,0 +1,178 @@
+"""MLflow tracking of single trials, run without Prefect, on a real SQLite store."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import mlflow
+import mlflow.tensorflow
+import pytest
+from mlflow import MlflowClient
+from pipeline_specs import write_tiny_spec
+
+from tasks import tracking
+from tasks.data import load_dataset, make_data_ref
+from tasks.spec import FitSpec, TuningSpec, load_spec
+from tasks.trial_execution import TrialError, execute_trial
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+OUR_CODE = (str(REPOSITORY / "tasks"), str(REPOSITORY / "flows"))
+VALUES = {"units": 16, "dropout": True, "learning_rate": 0.01}
+
+
+def start_parent(tracking_uri: str, experiment: str = "tracking") -> str:
+    client = MlflowClient(tracking_uri)
+    experiment_id = tracking.ensure_experiment(client, experiment, tracking_uri)
+    return tracking.start_search_run(
+        client, experiment_id, params={"max_trials": 1}, tags={}, artifacts={}
+    )
+
+
+@pytest.fixture
+def tiny_spec(tmp_path: Path, digits_npz: Path) -> TuningSpec:
+    return load_spec(write_tiny_spec(tmp_path, digits_npz, epochs=2))
+
+
+def test_trial_run_records_params_metrics_model(
+    tiny_spec: TuningSpec, tracking_uri: str
+) -> None:
+    parent_run_id = start_parent(tracking_uri)
+    data_ref = make_data_ref(tiny_spec.data, tiny_spec.seed)
+
+    result = execute_trial(0, VALUES, data_ref, tiny_spec, parent_run_id, tracking_uri)
+
+    client = MlflowClient(tracking_uri)
+    run = client.get_run(result["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["mlflow.parentRunId"] == parent_run_id
+    assert run.data.tags["tuneflow.status"] == "COMPLETED"
+    assert run.data.params == {name: str(value) for name, value in VALUES.items()}
+    assert run.data.metrics["best_val_accuracy"] == pytest.approx(result["score"])
+    steps = [m.step for m in client.get_metric_history(result["run_id"], "val_loss")]
+    assert steps == [0, 1]
+
+    model_id = result["model_uri"].removeprefix("models:/")
+    logged_model = mlflow.get_logged_model(model_id)
+    assert logged_model.source_run_id == result["run_id"]
+    assert logged_model.experiment_id == run.info.experiment_id
+
+    model = mlflow.tensorflow.load_model(result["model_uri"])
+    dataset = load_dataset(data_ref)
+    evaluated = model.evaluate(
+        dataset.x_val, dataset.y_val, verbose=0, return_dict=True
+    )
+    assert evaluated["accuracy"] == pytest.approx(result["score"], abs=1e-6)
+
+
+def test_trial_logging_raises_no_deprecation(
+    tiny_spec: TuningSpec, tracking_uri: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    parent_run_id = start_parent(tracking_uri)
+    data_ref = make_data_ref(tiny_spec.data, tiny_spec.seed)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with caplog.at_level(logging.WARNING):
+            execute_trial(1, VALUES, data_ref, tiny_spec, parent_run_id, tracking_uri)
+
+    deprecations = [
+        w
+        for w in caught
+        if issubclass(
+            w.category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+        )
+        and w.filename.startswith(OUR_CODE)
+    ]
+    assert deprecations == []
+    deprecated_logs = [
+        r for r in caplog.records if "deprecat" in r.getMessage().lower()
+    ]
+    assert deprecated_logs == []
+
+
+def test_missing_objective_fails_run(
+    tmp_path: Path, digits_npz: Path, tracking_uri: str
+) -> None:
+    spec = load_spec(
+        write_tiny_spec(
+            tmp_path, digits_npz, objective='{name = "val_auc", direction = "max"}'
+        )
+    )
+    parent_run_id = start_parent(tracking_uri)
+    data_ref = make_data_ref(spec.data, spec.seed)
+
+    with pytest.raises(
+        TrialError,
+        match=r"Trial 0 failed .*Objective 'val_auc' is not a metric this model "
+        r"reports\. "
+        r"Metrics reported: \['accuracy', 'loss', 'val_accuracy', 'val_loss'\]",
+    ) as caught:
+        execute_trial(0, VALUES, data_ref, spec, parent_run_id, tracking_uri)
+
+    assert caught.value.fatal
+    run = MlflowClient(tracking_uri).get_run(caught.value.run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["tuneflow.status"] == "FAILED"
+    assert "ObjectiveNotFoundError" in run.data.tags["tuneflow.error"]
+
+
+def test_compile_override_mse_trains(tracking_uri: str) -> None:
+    spec = load_spec(REPOSITORY / "examples" / "compile_override.toml")
+    spec = spec.model_copy(update={"fit": FitSpec(epochs=2, batch_size=64)})
+    parent_run_id = start_parent(tracking_uri, "compile-override")
+    data_ref = make_data_ref(spec.data, spec.seed)
+
+    result = execute_trial(0, VALUES, data_ref, spec, parent_run_id, tracking_uri)
+
+    client = MlflowClient(tracking_uri)
+    losses = [m.value for m in client.get_metric_history(result["run_id"], "loss")]
+    assert result["status"] == "COMPLETED"
+    assert set(result["metrics"]) == {
+        "loss",
+        "sparse_categorical_crossentropy",
+        "val_loss",
+        "val_sparse_categorical_crossentropy",
+    }
+    assert losses[1] < losses[0]
+
+
+def test_unfinished_runs_marked_failed(tracking_uri: str) -> None:
+    client = MlflowClient(tracking_uri)
+    parent_run_id = start_parent(tracking_uri)
+    child_run_id, _ = tracking.start_trial_run(client, parent_run_id, 0, VALUES)
+
+    tracking.fail_unfinished_runs(client, parent_run_id, RuntimeError("stopped"))
+
+    assert client.get_run(child_run_id).info.status == "FAILED"
+    assert client.get_run(parent_run_id).info.status == "FAILED"
+    assert (
+        client.get_run(parent_run_id).data.tags["tuneflow.error"]
+        == "RuntimeError: stopped"
+    )
+
+
+def test_tracking_uri_precedence(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    default = f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+
+    assert tracking.resolve_tracking_uri() == default
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////srv/env.db")
+    assert tracking.resolve_tracking_uri() == "sqlite:////srv/env.db"
+    assert tracking.resolve_tracking_uri(None, "sqlite:////srv/spec.db") == (
+        "sqlite:////srv/spec.db"
+    )
+    assert tracking.resolve_tracking_uri(
+        "http://127.0.0.1:5000", "sqlite:////x.db"
+    ) == ("http://127.0.0.1:5000")
+
+
+def test_ui_command_per_store() -> None:
+    assert tracking.ui_command("sqlite:////data/mlflow.db") == (
+        "mlflow ui --backend-store-uri sqlite:////data/mlflow.db"
+    )
+    assert tracking.ui_command("http://127.0.0.1:5000") is None
