@@ -10,6 +10,7 @@ import keras
 
 from tuner_core._compile import CompileOverrides, apply_compile_overrides
 from tuner_core._errors import ObjectiveNotFoundError
+from tuner_core._hp_types import HyperParameter
 from tuner_core._hypermodel import HyperModel
 from tuner_core._hyperparameters import HyperParameters
 from tuner_core._objective import Objective
@@ -20,7 +21,9 @@ class TrialOutcome:
     """What one trial produced.
 
     `model` carries the weights of the best epoch, so evaluating it on the
-    validation data reproduces `score`.
+    validation data reproduces `score`. `new_entries` are the hyperparameters
+    declared during the trial that the given search space lacks, such as a
+    `batch_size` declared in `HyperModel.fit`.
     """
 
     model: Any
@@ -30,6 +33,7 @@ class TrialOutcome:
     hyperparameters: dict[str, Any]
     optimizer: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    new_entries: list[HyperParameter] = field(default_factory=list)
 
 
 class BestEpochTracker(keras.callbacks.Callback):
@@ -98,13 +102,16 @@ def run_trial(
     fit_kwargs: dict[str, Any] | None = None,
     callbacks: list[Any] | None = None,
     seed: int | None = None,
+    allow_new_entries: bool = True,
 ) -> TrialOutcome:
     """Build, compile, fit and score one configuration.
 
     The score is the objective's best value over the epochs, and the returned
-    model holds that epoch's weights.
+    model holds that epoch's weights. With `allow_new_entries=False`, a
+    hyperparameter first declared in `HyperModel.fit` raises ValueError.
     """
     model, hp = build_trial_model(hypermodel, space, values, overrides)
+    hp._reject_new_names = not allow_new_entries
     if seed is not None:
         keras.utils.set_random_seed(seed)
     fit_kwargs = dict(fit_kwargs or {})
@@ -130,7 +137,20 @@ def run_trial(
         best_epoch=best_epoch,
         hyperparameters=hp.values,
         optimizer=optimizer,
+        new_entries=_entries_missing_from(space, hp),
     )
+
+
+def _entries_missing_from(
+    space: HyperParameters, hp: HyperParameters
+) -> list[HyperParameter]:
+    """Return the entries of `hp` that `space` has under no same name and conditions."""
+    missing = []
+    for entry in hp.space:
+        known = space._by_name(entry.name)
+        if not any(k.conditions == entry.conditions for k in known):
+            missing.append(entry)
+    return missing
 
 
 def _score_from_fit(result: Any, tracker: Any, objective: Objective) -> tuple[float, int]:

@@ -26,6 +26,10 @@ class Trial:
 
     `hyperparameters` holds the tuned values the oracle chose; `values` holds
     every active value the build function read, tuned or not, once the trial ran.
+    A failed trial keeps its values and has the error text in `message`.
+    `execution_scores` holds the best-epoch objective of each execution, whose
+    mean is `score`, and `optimizer` is the serialized optimizer the model
+    trained with, which differs from the hypermodel's own under an override.
     """
 
     trial_id: str
@@ -38,6 +42,8 @@ class Trial:
     values: dict[str, Any] = field(default_factory=dict)
     message: str | None = None
     attempts: int = 0
+    execution_scores: list[float] = field(default_factory=list)
+    optimizer: dict[str, Any] | str | None = None
 
     def get_state(self) -> dict[str, Any]:
         return {
@@ -51,6 +57,8 @@ class Trial:
             "values": self.values,
             "message": self.message,
             "attempts": self.attempts,
+            "execution_scores": self.execution_scores,
+            "optimizer": self.optimizer,
         }
 
     @classmethod
@@ -66,4 +74,6 @@ class Trial:
             values=state.get("values", {}),
             message=state.get("message"),
             attempts=state.get("attempts", 0),
+            execution_scores=state.get("execution_scores", []),
+            optimizer=state.get("optimizer"),
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import time
 import warnings
@@ -14,7 +13,12 @@ from typing import Any
 import numpy as np
 
 from tuner_core._compile import CompileOverrides, find_override_conflicts
-from tuner_core._errors import FailedTrialError, ObjectiveNotFoundError
+from tuner_core._errors import (
+    FailedTrialError,
+    ObjectiveNotFoundError,
+    SearchSpaceChangedError,
+)
+from tuner_core._hp_types import HyperParameter, serialize
 from tuner_core._hypermodel import resolve_hypermodel
 from tuner_core._hyperparameters import HyperParameters
 from tuner_core._search_space import (
@@ -28,6 +32,7 @@ from tuner_core.oracles import Oracle, RandomSearchOracle
 logger = logging.getLogger(__name__)
 
 ORACLE_FILE = "oracle.json"
+TUNER_FILE = "tuner.json"
 _IGNORED_ARGUMENTS = {"distribution_strategy", "logger", "max_model_size"}
 WEIGHTS_FILE = "weights.npz"
 BUILD_CONFIG_FILE = "build_config.json"
@@ -46,6 +51,14 @@ class Tuner:
         directory, project_name: Where trial records and weights are kept.
             Default to "." and "untitled_project".
         overwrite: Start afresh instead of resuming a saved search. Defaults to False.
+        seed: Seeds each execution's training. On resume, None keeps the saved
+            search's seed and any other value must equal it. Defaults to None.
+
+    Resuming a saved search reruns the trial that was running when it stopped,
+    then requests new trials from the oracle up to `max_trials`, which may
+    differ from the saved value.
+    A changed search space raises `SearchSpaceChangedError`. A changed oracle
+    type, objective or explicit seed raises ValueError.
     """
 
     def __init__(
@@ -91,8 +104,9 @@ class Tuner:
         self.overrides.optimizer_config()
         self.project_dir = Path(directory or ".") / (project_name or "untitled_project")
         self.tuner_id = tuner_id or "tuner0"
-        self.seed = seed if seed is not None else oracle.seed
         self._conflicts_checked = False
+        self._interrupted: list[Trial] = []
+        self._learned_names: set[str] = set()
 
         space = build_search_space(
             self.hypermodel,
@@ -104,35 +118,89 @@ class Tuner:
             shutil.rmtree(self.project_dir)
         saved = self.project_dir / ORACLE_FILE
         if saved.exists():
-            self._resume(saved, space)
+            self._resume(saved, space, seed_given=seed is not None)
         else:
             oracle.set_space(space)
+        self.seed = seed if seed is not None else self.oracle.seed
 
     # Resuming.
 
-    def _resume(self, saved: Path, space: HyperParameters) -> None:
-        self.oracle.reload(saved)
-        before = {hp.name: hp.get_config() for hp in self.oracle.space.space}
-        after = {hp.name: hp.get_config() for hp in space.space}
-        if before != after:
-            differences = sorted(
-                name for name in before.keys() | after.keys() if before.get(name) != after.get(name)
-            )
-            from tuner_core._errors import SearchSpaceChangedError
-
+    def _resume(self, saved: Path, space: HyperParameters, *, seed_given: bool) -> None:
+        state = json.loads(saved.read_text())
+        self._check_saved_settings(state, seed_given=seed_given)
+        tuner_state = self._read_tuner_state()
+        self._learned_names = set(tuner_state.get("learned_hyperparameters", []))
+        saved_space = HyperParameters.from_config(state["space"])
+        differences = _space_differences(saved_space, space, self._learned_names)
+        if differences:
+            listing = "\n".join(f"  {line}" for line in differences)
             raise SearchSpaceChangedError(
-                f"The saved search in {self.project_dir} has another search space; "
-                f"differing hyperparameters: {differences}. Pass overwrite=True to "
-                "start afresh, or use a new project_name."
+                f"The search space differs from the one saved in {self.project_dir}:\n"
+                f"{listing}\nPass overwrite=True to start a new search there, or pass "
+                "a new project_name to keep the saved one."
             )
-        for trial in list(self.oracle.trials.values()):
-            if not trial.status.is_finished():
-                del self.oracle.trials[trial.trial_id]
+
+        self.oracle.set_state(state)
+        interrupted = self._unfinished_trials()
         logger.info(
-            "Resuming the search in %s with %d finished trials",
+            "Resuming the search in %s: %d finished trials, %d interrupted trials "
+            "to run again, max_trials=%s, seed=%s",
             self.project_dir,
-            len(self.oracle.trials),
+            len(self.oracle.trials) - len(interrupted),
+            len(interrupted),
+            self.oracle.max_trials,
+            self.oracle.seed,
         )
+
+    def _check_saved_settings(self, state: dict[str, Any], *, seed_given: bool) -> None:
+        """Raise ValueError when the oracle settings contradict the saved search.
+
+        `max_trials` is not checked: a new value applies to the resumed search.
+        """
+        # NOTE: an oracle built with its own seed and passed to Tuner without
+        # seed= looks like one that drew a random seed, so the saved seed
+        # replaces its seed without an error.
+        problems = []
+        oracle_name = type(self.oracle).__name__
+        if state.get("oracle", oracle_name) != oracle_name:
+            problems.append(f"oracle was {state['oracle']}, now {oracle_name}")
+        objective = self.oracle.objective
+        saved_objective = state.get("objective")
+        current_objective = {"name": objective.name, "direction": objective.direction}
+        if saved_objective is not None and saved_objective != current_objective:
+            problems.append(f"objective was {saved_objective}, now {current_objective}")
+        if seed_given and state.get("seed") != self.oracle.seed:
+            problems.append(f"seed was {state.get('seed')}, now {self.oracle.seed}")
+        if problems:
+            raise ValueError(
+                f"The search saved in {self.project_dir} ran with other oracle "
+                f"settings: {'; '.join(problems)}. Pass the saved settings (or "
+                "seed=None) to resume it, pass overwrite=True to start a new search "
+                "there, or pass a new project_name."
+            )
+
+        saved_max_trials = state.get("max_trials")
+        if saved_max_trials != self.oracle.max_trials:
+            logger.info(
+                "Resuming with max_trials=%s; the saved search had max_trials=%s",
+                self.oracle.max_trials,
+                saved_max_trials,
+            )
+
+    def _read_tuner_state(self) -> dict[str, Any]:
+        path = self.project_dir / TUNER_FILE
+        if not path.exists():
+            return {}
+        return json.loads(path.read_text())
+
+    def _save(self) -> None:
+        """Write the tuner state, then the oracle state, each atomically."""
+        tuner_state = {"learned_hyperparameters": sorted(self._learned_names)}
+        path = self.project_dir / TUNER_FILE
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(tuner_state, indent=1))
+        temporary.replace(path)
+        self.oracle.save(self.project_dir / ORACLE_FILE)
 
     # Describing the search.
 
@@ -153,7 +221,10 @@ class Tuner:
             lines.append("")
             lines.append(f"Trial {trial.trial_id} summary")
             lines.append("Hyperparameters:")
-            for name, value in (trial.values or trial.hyperparameters.values).items():
+            values = trial.values or trial.hyperparameters.values
+            if not values:
+                lines.append("default configuration")
+            for name, value in values.items():
                 lines.append(f"{name}: {value}")
             if trial.score is not None:
                 lines.append(f"Score: {trial.score}")
@@ -162,9 +233,17 @@ class Tuner:
         print("\n".join(lines))
 
     def _ranked_trials(self) -> list[Trial]:
+        """Return finished trials: finite scores best first, then NaN, then failed."""
         objective = self.oracle.objective
         trials = [t for t in self.oracle.trials.values() if t.status.is_finished()]
-        return sorted(trials, key=lambda t: (objective.sort_key(t.score), t.number))
+        return sorted(
+            trials,
+            key=lambda t: (
+                objective.sort_key(t.score),
+                t.status != TrialStatus.COMPLETED,
+                t.number,
+            ),
+        )
 
     # Searching.
 
@@ -174,21 +253,50 @@ class Tuner:
         self.project_dir.mkdir(parents=True, exist_ok=True)
         x, y, fit_kwargs = _split_fit_arguments(fit_args, fit_kwargs)
         self.on_search_begin(fit_kwargs)
+        self._interrupted = self._unfinished_trials()
         failures: list[Trial] = []
         while True:
-            trial = self.oracle.create_trial(self.tuner_id)
+            trial = self._next_trial()
             if trial.status == TrialStatus.STOPPED:
                 logger.info("Search finished: %s", trial.message)
                 print(f"Search finished: {trial.message}.")
                 break
+            # Saving the RUNNING trial lets a resumed search run it again.
+            self._save()
             self._run_with_retries(trial, x, y, fit_kwargs)
-            self.oracle.save(self.project_dir / ORACLE_FILE)
+            self._save()
             if trial.status == TrialStatus.COMPLETED:
                 failures = []
                 continue
             failures.append(trial)
             if len(failures) >= self.oracle.max_consecutive_failed_trials:
                 raise RuntimeError(_consecutive_failure_message(failures))
+
+    def _unfinished_trials(self) -> list[Trial]:
+        """Return trials that a killed or interrupted search left RUNNING."""
+        trials = [t for t in self.oracle.trials.values() if not t.status.is_finished()]
+        return sorted(trials, key=lambda t: t.number)
+
+    def _next_trial(self) -> Trial:
+        """Return an interrupted trial of the saved search, else the oracle's next."""
+        max_trials = self.oracle.max_trials
+        while self._interrupted:
+            trial = self._interrupted.pop(0)
+            if max_trials is not None and trial.number >= max_trials:
+                logger.info(
+                    "Dropping interrupted trial %s because max_trials=%d leaves no "
+                    "room for it",
+                    trial.trial_id,
+                    max_trials,
+                )
+                del self.oracle.trials[trial.trial_id]
+                continue
+            logger.info(
+                "Running trial %s again because the search stopped while it ran",
+                trial.trial_id,
+            )
+            return trial
+        return self.oracle.create_trial(self.tuner_id)
 
     def on_search_begin(self, fit_kwargs: dict[str, Any]) -> None:
         """Let a subclass adjust fit arguments before the first trial."""
@@ -208,7 +316,7 @@ class Tuner:
                 self._execute(trial, x, y, self.trial_fit_kwargs(trial, dict(fit_kwargs)))
             except ObjectiveNotFoundError as error:
                 self.oracle.end_trial(trial, TrialStatus.FAILED, message=str(error))
-                self.oracle.save(self.project_dir / ORACLE_FILE)
+                self._save()
                 raise
             except FailedTrialError as error:
                 self.oracle.end_trial(trial, TrialStatus.FAILED, message=_error_text(error))
@@ -248,6 +356,7 @@ class Tuner:
                 overrides=self.overrides,
                 fit_kwargs=fit_kwargs,
                 seed=self.seed + trial.number * 1000 + execution,
+                allow_new_entries=self.oracle.allow_new_entries,
             )
             outcomes.append(outcome)
 
@@ -258,18 +367,46 @@ class Tuner:
         np.savez(trial_dir / WEIGHTS_FILE, *best.model.get_weights())
         build_config = best.model.get_build_config()
         (trial_dir / BUILD_CONFIG_FILE).write_text(json.dumps(build_config))
-        score = float(np.mean(scores)) if not any(math.isnan(s) for s in scores) else math.nan
-        metrics = dict(best.history)
-        if len(scores) > 1:
-            metrics["execution_scores"] = scores
+
+        self._learn_new_entries(trial, best)
+        trial.execution_scores = scores
+        trial.optimizer = best.optimizer
+        # The mean is NaN when any execution's score is NaN.
         self.oracle.end_trial(
             trial,
             TrialStatus.COMPLETED,
-            score=score,
+            score=float(np.mean(scores)),
             best_step=best.best_epoch,
-            metrics=metrics,
+            metrics=dict(best.history),
             values=best.hyperparameters,
         )
+
+    def _learn_new_entries(self, trial: Trial, outcome: TrialOutcome) -> None:
+        """Add hyperparameters first declared during a trial to the search space.
+
+        They are typically declared in `HyperModel.fit`, which the search space
+        exploration does not call, so the trial that finds them uses their
+        defaults and later trials tune them. With `tune_new_entries=False` they
+        keep their defaults and appear only in the trial values.
+        """
+        if not outcome.new_entries or not self.oracle.tune_new_entries:
+            return
+        names = sorted({entry.name for entry in outcome.new_entries})
+        logger.info(
+            "Trial %s declared hyperparameters %s that were not in the search space; "
+            "later trials tune them",
+            trial.trial_id,
+            names,
+        )
+        self.oracle.space.merge(outcome.new_entries, overwrite=False)
+        trial.hyperparameters.merge(outcome.new_entries, overwrite=False)
+        used = {
+            name: outcome.hyperparameters[name]
+            for name in names
+            if name in outcome.hyperparameters
+        }
+        trial.hyperparameters.set_values({**trial.hyperparameters.values, **used})
+        self._learned_names.update(names)
 
     # Results.
 
@@ -375,9 +512,61 @@ def _error_text(error: BaseException) -> str:
 def _consecutive_failure_message(failures: list[Trial]) -> str:
     lines = [
         f"The search stopped after {len(failures)} consecutive failed trials. "
-        "Fix the error below, or raise max_consecutive_failed_trials. Failed trials:"
+        "Fix the error below, or raise max_consecutive_failed_trials. Completed "
+        "trials stay available through get_best_models(). Failed trials:"
     ]
     for trial in failures:
-        lines.append(f"  trial {trial.trial_id} with {trial.hyperparameters.values}: {trial.message}")
+        values = trial.values or trial.hyperparameters.values
+        lines.append(f"  trial {trial.trial_id} with {values}: {trial.message}")
     return "\n".join(lines)
+
+
+def _space_differences(
+    saved: HyperParameters, built: HyperParameters, learned_names: set[str]
+) -> list[str]:
+    """Describe each hyperparameter whose declarations differ between two spaces.
+
+    A saved name missing from `built` is no difference when it is in
+    `learned_names`, because trials declared it outside the build function.
+    """
+    saved_entries = _entries_by_name(saved)
+    built_entries = _entries_by_name(built)
+    differences = []
+    for name in sorted(saved_entries.keys() | built_entries.keys()):
+        old = saved_entries.get(name, [])
+        new = built_entries.get(name, [])
+        if _serialized(old) == _serialized(new):
+            continue
+        if not new and name in learned_names:
+            continue
+        if not old:
+            differences.append(f"{name}: added as {_describe(new)}")
+        elif not new:
+            differences.append(f"{name}: removed, was {_describe(old)}")
+        else:
+            differences.append(f"{name}: was {_describe(old)}, now {_describe(new)}")
+    return differences
+
+
+def _entries_by_name(space: HyperParameters) -> dict[str, list[HyperParameter]]:
+    entries: dict[str, list[HyperParameter]] = {}
+    for entry in space.space:
+        entries.setdefault(entry.name, []).append(entry)
+    return entries
+
+
+def _serialized(entries: list[HyperParameter]) -> list[str]:
+    return sorted(
+        json.dumps(serialize(entry), sort_keys=True, default=str) for entry in entries
+    )
+
+
+def _describe(entries: list[HyperParameter]) -> str:
+    described = []
+    for entry in entries:
+        text = repr(entry)
+        if entry.conditions:
+            text += f" when {entry.conditions}"
+        described.append(text)
+    return " and ".join(described)
 
