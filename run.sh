@@ -14,10 +14,15 @@ venv="${TUNEFLOW_VENV:-.venv}"
 python="${PYTHON:-python3}"
 stamp="$venv/.installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "Installing tuneflow and its dependencies into $venv (first run only)..." >&2
-  "$python" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --upgrade pip
-  "$venv/bin/python" -m pip install --quiet -e ".[test]"
+  log="$(mktemp)"
+  echo "Installing tuneflow and its dependencies into $venv (first run only; log: $log)..." >&2
+  if ! { "$python" -m venv "$venv" \
+      && "$venv/bin/python" -m pip install --upgrade pip \
+      && "$venv/bin/python" -m pip install -e ".[test]"; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "Installation failed; the full log is $log." >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
 
