@@ -13,6 +13,7 @@ import pytest
 import tuner_core
 from tuner_core import BayesianOptimizationOracle, HyperParameters, TrialStatus
 from tuner_core.oracles._bayesian import SpaceEncoding
+from search_spaces import conditional_space, expected_active
 
 
 def _small_space() -> HyperParameters:
@@ -21,30 +22,6 @@ def _small_space() -> HyperParameters:
     hp.Boolean("dropout")
     hp.Choice("act", ["relu", "tanh"])
     return hp
-
-
-def _conditional_space() -> HyperParameters:
-    hp = HyperParameters()
-    hp.Int("n_dense", 0, 2)
-    with hp.conditional_scope("n_dense", [1, 2]):
-        hp.Int("u1", 16, 128, step=16)
-        hp.Boolean("use_do")
-        with hp.conditional_scope("use_do", [True]):
-            hp.Float("rate", 0.1, 0.5, step=0.1)
-    with hp.conditional_scope("n_dense", [2]):
-        hp.Int("u2", 16, 64, step=16)
-    return hp
-
-
-def _expected_active(values: dict[str, Any]) -> set[str]:
-    expected = {"n_dense"}
-    if values["n_dense"] >= 1:
-        expected |= {"u1", "use_do"}
-        if values["use_do"]:
-            expected.add("rate")
-    if values["n_dense"] == 2:
-        expected.add("u2")
-    return expected
 
 
 def _key(values: dict[str, Any]) -> str:
@@ -184,7 +161,7 @@ def test_pending_trials_get_distinct_configurations() -> None:
 
 
 def test_conditional_active_sets() -> None:
-    oracle = _oracle(_conditional_space(), max_trials=30, num_initial_points=5)
+    oracle = _oracle(conditional_space(), max_trials=30, num_initial_points=5)
 
     def score(values: dict[str, Any], number: int) -> float:
         return abs(values.get("u1", 0) - 64) / 64 + values.get("rate", 0.0)
@@ -193,7 +170,7 @@ def test_conditional_active_sets() -> None:
     assert len(seen) == 30
     assert len({_key(v) for v in seen}) == 30
     for values in seen:
-        assert set(values) == _expected_active(values)
+        assert set(values) == expected_active(values)
         assert values.get("u1", 16) in range(16, 129, 16)
         assert values.get("u2", 16) in range(16, 65, 16)
         if "rate" in values:

@@ -9,6 +9,7 @@ from typing import Any
 import tuner_core
 from tuner_core import GridSearchOracle, HyperParameters, TrialStatus
 from tuner_core.oracles._grid_search import grid_values_of
+from search_spaces import conditional_space, expected_active
 
 
 def _small_space() -> HyperParameters:
@@ -27,30 +28,6 @@ def _small_grid() -> list[dict[str, Any]]:
             [64, 32, 96, 128], [False, True], ["relu", "tanh"]
         )
     ]
-
-
-def _conditional_space() -> HyperParameters:
-    hp = HyperParameters()
-    hp.Int("n_dense", 0, 2)
-    with hp.conditional_scope("n_dense", [1, 2]):
-        hp.Int("u1", 16, 128, step=16)
-        hp.Boolean("use_do")
-        with hp.conditional_scope("use_do", [True]):
-            hp.Float("rate", 0.1, 0.5, step=0.1)
-    with hp.conditional_scope("n_dense", [2]):
-        hp.Int("u2", 16, 64, step=16)
-    return hp
-
-
-def _expected_active(values: dict[str, Any]) -> set[str]:
-    expected = {"n_dense"}
-    if values["n_dense"] >= 1:
-        expected |= {"u1", "use_do"}
-        if values["use_do"]:
-            expected.add("rate")
-    if values["n_dense"] == 2:
-        expected.add("u2")
-    return expected
 
 
 def _oracle(space: HyperParameters, max_trials: int | None = None) -> GridSearchOracle:
@@ -130,12 +107,12 @@ def test_grid_restarts_after_removed_trial() -> None:
 
 
 def test_grid_conditional_active_sets() -> None:
-    seen, message = _run(_oracle(_conditional_space()))
-    assert len(seen) == tuner_core.count_configurations(_conditional_space())
+    seen, message = _run(_oracle(conditional_space()))
+    assert len(seen) == tuner_core.count_configurations(conditional_space())
     assert message == "search space exhausted after 241 unique configurations"
     assert len({json.dumps(sorted(v.items())) for v in seen}) == 241
     for values in seen:
-        assert set(values) == _expected_active(values)
+        assert set(values) == expected_active(values)
         assert values.get("u1", 16) in range(16, 129, 16)
         assert values.get("u2", 16) in range(16, 65, 16)
         if "rate" in values:
@@ -144,7 +121,7 @@ def test_grid_conditional_active_sets() -> None:
 
 
 def test_grid_conditional_first_trials() -> None:
-    seen, _ = _run(_oracle(_conditional_space()), limit=3)
+    seen, _ = _run(_oracle(conditional_space()), limit=3)
     assert seen[0] == {"n_dense": 0}
     assert seen[1] == {"n_dense": 1, "u1": 16, "use_do": False}
     assert seen[2] == {"n_dense": 1, "u1": 16, "use_do": True, "rate": 0.1}

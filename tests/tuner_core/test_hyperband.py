@@ -15,32 +15,9 @@ import pytest
 import tuner_core
 from tuner_core import HyperbandOracle, HyperbandTrial, HyperParameters, TrialStatus
 from tuner_core.oracles import BracketSchedule
+from search_spaces import conditional_space, expected_active
 
 SCHEDULE_KEYS = {"tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round"}
-
-
-def _conditional_space() -> HyperParameters:
-    hp = HyperParameters()
-    hp.Int("n_dense", 0, 2)
-    with hp.conditional_scope("n_dense", [1, 2]):
-        hp.Int("u1", 16, 128, step=16)
-        hp.Boolean("use_do")
-        with hp.conditional_scope("use_do", [True]):
-            hp.Float("rate", 0.1, 0.5, step=0.1)
-    with hp.conditional_scope("n_dense", [2]):
-        hp.Int("u2", 16, 64, step=16)
-    return hp
-
-
-def _expected_active(values: dict[str, Any]) -> set[str]:
-    expected = {"n_dense"}
-    if values["n_dense"] >= 1:
-        expected |= {"u1", "use_do"}
-        if values["use_do"]:
-            expected.add("rate")
-    if values["n_dense"] == 2:
-        expected.add("u2")
-    return expected
 
 
 def _units_space() -> HyperParameters:
@@ -227,12 +204,12 @@ def test_all_failed_round_closes() -> None:
 
 
 def test_conditional_active_sets() -> None:
-    oracle = _oracle(_conditional_space(), max_epochs=9, factor=3)
+    oracle = _oracle(conditional_space(), max_epochs=9, factor=3)
     trials, _ = _run(oracle)
     assert len(trials) == 23
     for trial in trials:
         values = trial.hyperparameters.values
-        assert set(values) == _expected_active(values)
+        assert set(values) == expected_active(values)
         assert values.get("u1", 16) in range(16, 129, 16)
         if "rate" in values:
             assert repr(values["rate"]) in {"0.1", "0.2", "0.3", "0.4", "0.5"}

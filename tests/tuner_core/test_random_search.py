@@ -8,6 +8,7 @@ import pytest
 
 import tuner_core
 from tuner_core import HyperParameters, RandomSearchOracle, TrialStatus
+from search_spaces import conditional_space
 
 
 def _run_all(oracle: RandomSearchOracle) -> tuple[list[dict[str, Any]], str | None]:
@@ -18,19 +19,6 @@ def _run_all(oracle: RandomSearchOracle) -> tuple[list[dict[str, Any]], str | No
             return seen, trial.message
         seen.append(trial.hyperparameters.values)
         oracle.end_trial(trial, TrialStatus.COMPLETED, score=float(len(seen)))
-
-
-def _conditional_space() -> HyperParameters:
-    hp = HyperParameters()
-    hp.Int("n_dense", 0, 2)
-    with hp.conditional_scope("n_dense", [1, 2]):
-        hp.Int("u1", 16, 128, step=16)
-        hp.Boolean("use_do")
-        with hp.conditional_scope("use_do", [True]):
-            hp.Float("rate", 0.1, 0.5, step=0.1)
-    with hp.conditional_scope("n_dense", [2]):
-        hp.Int("u2", 16, 64, step=16)
-    return hp
 
 
 def test_small_space_exhausts_with_count() -> None:
@@ -49,14 +37,14 @@ def test_same_seed_same_draws() -> None:
     runs = []
     for _ in range(2):
         oracle = RandomSearchOracle(objective="val_loss", max_trials=6, seed=11)
-        oracle.set_space(_conditional_space())
+        oracle.set_space(conditional_space())
         runs.append(_run_all(oracle)[0])
     assert runs[0] == runs[1]
 
 
 def test_conditional_trials_record_active_set() -> None:
     oracle = RandomSearchOracle(objective="val_loss", max_trials=60, seed=4)
-    oracle.set_space(_conditional_space())
+    oracle.set_space(conditional_space())
     seen, _ = _run_all(oracle)
     assert len(seen) == 60
     for values in seen:
@@ -74,7 +62,7 @@ def test_conditional_trials_record_active_set() -> None:
 
 def test_conditional_space_size() -> None:
     # n_dense=0: 1; n_dense=1: 8 * (1 + 5) = 48; n_dense=2: 48 * 4 = 192.
-    assert tuner_core.count_configurations(_conditional_space()) == 241
+    assert tuner_core.count_configurations(conditional_space()) == 241
 
 
 def test_max_trials_stops_search() -> None:
