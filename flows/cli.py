@@ -97,6 +97,7 @@ def tune(
     apply_environment_defaults(verbose)
     from flows.events import listening
     from flows.tuning import tune_flow
+    from tasks.oracles import planned_num_trials
     from tasks.preparation import validate_spec_file
     from tasks.spec import SpecError
     from tasks.tracking import resolve_tracking_uri
@@ -114,7 +115,9 @@ def tune(
     _print_backends(console, uri)
 
     with _progress(console) as progress:
-        listener = ProgressListener(progress, spec.objective.name, spec.max_trials)
+        listener = ProgressListener(
+            progress, spec.objective.name, planned_num_trials(spec)
+        )
         try:
             with listening(listener):
                 result = tune_flow(str(spec_path), tracking_uri=uri)
@@ -184,15 +187,21 @@ class ProgressListener(SearchListener):
     """Shows one progress bar for the search and prints a line per finished trial."""
 
     def __init__(
-        self, progress: Progress, objective_name: str, max_trials: int
+        self, progress: Progress, objective_name: str, max_trials: int | None
     ) -> None:
         super().__init__()
         self.progress = progress
         self.objective_name = objective_name
         self.bar = progress.add_task("Starting Prefect and MLflow", total=max_trials)
 
-    def search_started(self, max_trials: int, parent_run_id: str) -> None:
+    def search_started(self, max_trials: int | None, parent_run_id: str) -> None:
         self.progress.update(self.bar, description=f"Search run {parent_run_id[:8]}")
+
+    def search_resumed(self, num_finished: int) -> None:
+        self.progress.console.print(
+            f"Resuming a saved search: {num_finished} trial(s) already finished."
+        )
+        self.progress.advance(self.bar, num_finished)
 
     def trial_started(self, number: int, values: dict[str, Any]) -> None:
         self.progress.update(self.bar, description=f"Trial {number} running")
@@ -224,7 +233,13 @@ def print_summary(console: Console, result: SearchResult) -> None:
 
     best = result.best_trial
     if best is None:
-        console.print("[red]No trial completed.[/red]")
+        if any(trial["status"] == "COMPLETED" for trial in result.trials):
+            console.print(
+                f"[red]Every completed trial scored {escape(result.objective)} = NaN, "
+                "so no trial is best and no model was registered.[/red]"
+            )
+        else:
+            console.print("[red]No trial completed.[/red]")
         return
 
     table = Table(title=f"Best trial: {best['number']}", show_header=True)

@@ -16,8 +16,14 @@ logger = logging.getLogger(__name__)
 class SearchListener:
     """Receives progress events; override the methods you need, the rest do nothing."""
 
-    def search_started(self, max_trials: int, parent_run_id: str) -> None:
-        """Handle the start of the search, once its parent run exists."""
+    def search_started(self, max_trials: int | None, parent_run_id: str) -> None:
+        """Handle the start of the search, once its parent run exists.
+
+        `max_trials` is None when the number of trials is not known in advance.
+        """
+
+    def search_resumed(self, num_finished: int) -> None:
+        """Handle a resumed search whose `num_finished` trials already finished."""
 
     def trial_started(self, number: int, values: dict[str, Any]) -> None:
         """Handle the submission of a trial task with these hyperparameter values."""

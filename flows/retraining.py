@@ -263,6 +263,10 @@ def make_challenger_spec(
     data["hyperparameters"] = [entry.model_dump(exclude_none=True) for entry in entries]
     data["tune_new_entries"] = False
     data["max_trials"] = max_trials
+    # A challenger search starts afresh instead of resuming the spec's project.
+    data["project_name"] = None
+    data["overwrite"] = False
+    data["directory"] = None
     data["mlflow"]["registered_model_name"] = None
     data["mlflow"]["tags"] = {**spec.mlflow.tags, "tuneflow.purpose": "challenger"}
     return parse_spec(data, base_dir=spec.base_dir)

@@ -1,4 +1,8 @@
-"""The tuning flow: the oracle hands out trials, tasks run them, MLflow records them."""
+"""The tuning flow: the oracle hands out trials, tasks run them, MLflow records them.
+
+A spec with a `project_name` saves the search as it goes, and a rerun of the
+same spec resumes it (see `tasks.project`).
+"""
 
 from __future__ import annotations
 
@@ -14,14 +18,32 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.futures import PrefectFuture, as_completed, wait
 
 from flows.events import notify
+from flows.trial_loop import TUNER_ID, SearchFailedError, TrialLoop
 from tasks.data import DataRef
-from tasks.preparation import artifact_key, load_data, prepare_search_space
+from tasks.oracles import (
+    DEFAULT_MAX_EPOCHS,
+    build_oracle,
+    oracle_options,
+    planned_num_trials,
+)
+from tasks.preparation import (
+    SearchSpaceInfo,
+    artifact_key,
+    load_data,
+    prepare_search_space,
+)
+from tasks.project import (
+    SavedSearch,
+    end_interrupted_runs,
+    open_project,
+    resume_oracle,
+    unfinished_trials,
+)
 from tasks.results import RegisteredModel, SearchResult, TrialResult
 from tasks.search_space import objective_from_spec
-from tasks.selection import register_best_model, select_best_trial
+from tasks.selection import rank_trials, register_best_model, select_best_trial
 from tasks.spec import TuningSpec, load_spec
 from tasks.tracking import (
     end_run,
@@ -30,17 +52,15 @@ from tasks.tracking import (
     resolve_tracking_uri,
     start_search_run,
 )
-from tasks.trial import TrialError, run_trial, running_in_workers
+from tasks.trial import running_in_workers
+from tasks.trial_execution import prepare_trial_inputs
 from tasks.workers import TrialWorkers
-from tuner_core import HyperParameters, Objective, Trial, TrialStatus
-from tuner_core.oracles import RandomSearchOracle
+from tuner_core import HyperParameters, Objective, Oracle
 
-TUNER_ID = "tuneflow"
-ORACLES = {"random": RandomSearchOracle}
+__all__ = ["TUNER_ID", "SearchFailedError", "run_search", "tune_flow", "tune_spec_flow"]
 
-
-class SearchFailedError(RuntimeError):
-    """Error for a search that failed trials stopped, raised after its runs ended."""
+OVERRIDDEN_TAG = "tuneflow.overridden_hyperparameters"
+NO_BEST_TAG = "tuneflow.no_best_trial"
 
 
 @flow(name="tune")
@@ -68,35 +88,54 @@ def run_search(
 ) -> SearchResult:
     """Run the search inside a running flow. `spec_file` is (file name, text).
 
-    The data and search space are checked before the parent run is created,
-    so a spec that fails them leaves nothing behind in MLflow.
+    The data, the search space and a saved search to resume are checked
+    before the parent run is created, so a spec that fails them leaves
+    nothing behind in MLflow.
     """
     logger = get_run_logger()
     uri = resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
     mlflow.set_tracking_uri(uri)
     objective = objective_from_spec(spec)
+    project, saved = open_project(spec, uri)
 
-    data_ref = load_data(spec)
+    data_ref = load_data(spec, split_seed=saved.split_seed if saved else None)
     space_info = prepare_search_space(spec)
     space = HyperParameters.from_config(space_info["config"])
+    oracle = build_oracle(spec, objective, space)
+    finished: dict[str, TrialResult] = {}
+    if saved is not None:
+        finished = resume_oracle(oracle, saved, spec, data_ref, space)
 
     client = MlflowClient(uri)
     experiment_id, parent_run_id = open_search_run(
-        client, uri, spec, data_ref, objective, space_info["summary"], spec_file
+        client,
+        uri,
+        spec,
+        data_ref,
+        objective,
+        space_info,
+        spec_file,
+        resumed=saved,
     )
 
     try:
-        oracle = ORACLES[spec.oracle](
-            objective=objective,
-            max_trials=spec.max_trials,
-            seed=spec.seed,
-            hyperparameters=space,
-        )
-        with trial_execution(spec):
-            notify("search_started", spec.max_trials, parent_run_id)
-            trials, stop_message = run_trials(
-                oracle, spec, data_ref, parent_run_id, uri
+        if saved is not None:
+            report_resumed_search(client, saved, parent_run_id, finished, oracle)
+        warn_ignored_settings(spec)
+        with trial_execution(spec, data_ref):
+            notify("search_started", planned_num_trials(spec), parent_run_id)
+            if finished:
+                notify("search_resumed", len(finished))
+            loop = TrialLoop(
+                oracle,
+                spec,
+                data_ref,
+                parent_run_id,
+                uri,
+                project=project,
+                finished=finished,
             )
+            trials, stop_message = loop.run()
         notify("search_finished", stop_message)
 
         best, registered = conclude_search(
@@ -105,6 +144,8 @@ def run_search(
     except BaseException as error:
         fail_unfinished_runs(client, parent_run_id, error)
         logger.error("Search run %s failed: %s", parent_run_id, error)
+        if isinstance(error, SearchFailedError) and error.trials:
+            publish_trials_table(error.trials, objective, spec.mlflow.experiment)
         raise
 
     return SearchResult(
@@ -127,21 +168,35 @@ def open_search_run(
     spec: TuningSpec,
     data_ref: DataRef,
     objective: Objective,
-    summary: str,
+    space_info: SearchSpaceInfo,
     spec_file: tuple[str, str],
+    resumed: SavedSearch | None = None,
 ) -> tuple[str, str]:
-    """Create the search's parent run; return the experiment id and the run id."""
+    """Create the search's parent run; return the experiment id and the run id.
+
+    The run is tagged with the hyperparameters that compile overrides void, and
+    with the project and the run it resumes.
+    """
     experiment_id = ensure_experiment(client, spec.mlflow.experiment, tracking_uri)
+    tags = {
+        "tuneflow.oracle": spec.oracle,
+        "tuneflow.data_fingerprint": data_ref.fingerprint,
+    }
+    if space_info["overridden"]:
+        tags[OVERRIDDEN_TAG] = ", ".join(space_info["overridden"])
+    if spec.project_name is not None:
+        tags["tuneflow.project"] = spec.project_name
+    if resumed is not None and resumed.search_run_id is not None:
+        tags["tuneflow.resumed_from"] = resumed.search_run_id
     parent_run_id = start_search_run(
         client,
         experiment_id,
         params=search_params(spec, data_ref, objective),
-        tags={
-            "tuneflow.oracle": spec.oracle,
-            "tuneflow.data_fingerprint": data_ref.fingerprint,
-            **spec.mlflow.tags,
+        tags={**tags, **spec.mlflow.tags},
+        artifacts={
+            spec_file[0]: spec_file[1],
+            "search_space.txt": space_info["summary"],
         },
-        artifacts={spec_file[0]: spec_file[1], "search_space.txt": summary},
     )
     get_run_logger().info(
         "Search run %s started in experiment %r (%s): %s oracle, up to %d trials.",
@@ -161,18 +216,34 @@ def conclude_search(
     parent_run_id: str,
     trials: list[TrialResult],
     objective: Objective,
-) -> tuple[TrialResult, RegisteredModel | None]:
+) -> tuple[TrialResult | None, RegisteredModel | None]:
     """Select and register the best trial, publish the trials table, end the parent run.
+
+    When every completed trial scored NaN, no trial is best and nothing is
+    registered, but the search ends FINISHED and returns its trials.
 
     Raises:
         SearchFailedError: no trial completed.
     """
-    best = select_best_trial(trials, objective.name, objective.direction)
-    if best is None:
+    if not any(t["status"] == "COMPLETED" for t in trials):
         raise SearchFailedError(
             f"No trial completed out of {len(trials)}. Read the trial runs' "
-            "'tuneflow.error' tags or the task logs, fix the cause and rerun."
+            "'tuneflow.error' tags or the task logs, fix the cause and rerun.",
+            trials,
         )
+    publish_trials_table(trials, objective, spec.mlflow.experiment)
+
+    best = select_best_trial(trials, objective.name, objective.direction)
+    if best is None:
+        message = (
+            f"Every completed trial scored {objective.name} = NaN, so no trial is "
+            "best and no model is registered. Check the data and the learning "
+            "rates for overflow, then rerun."
+        )
+        get_run_logger().warning("%s", message)
+        client.set_tag(parent_run_id, NO_BEST_TAG, message)
+        end_run(client, parent_run_id, "FINISHED")
+        return None, None
 
     registered = None
     if spec.mlflow.registered_model_name is not None:
@@ -185,17 +256,54 @@ def conclude_search(
             "registered."
         )
 
-    publish_trials_table(trials, objective, spec.mlflow.experiment)
     record_best(client, parent_run_id, best, objective)
     end_run(client, parent_run_id, "FINISHED")
     return best, registered
 
 
+def report_resumed_search(
+    client: MlflowClient,
+    saved: SavedSearch,
+    parent_run_id: str,
+    finished: dict[str, TrialResult],
+    oracle: Oracle,
+) -> None:
+    """End the stopped search's RUNNING runs as KILLED and log what resumes."""
+    killed: list[str] = []
+    if saved.search_run_id is not None:
+        killed = end_interrupted_runs(client, saved.search_run_id, parent_run_id)
+    interrupted = [trial.number for trial in unfinished_trials(oracle)]
+    get_run_logger().info(
+        "Resuming the search saved in %s: %d finished trial(s) kept, interrupted "
+        "trial(s) %s run again, max_trials=%s. %d MLflow run(s) of the stopped "
+        "search ended as KILLED.",
+        saved.folder,
+        len(finished),
+        interrupted,
+        oracle.max_trials,
+        len(killed),
+    )
+
+
+def warn_ignored_settings(spec: TuningSpec) -> None:
+    """Warn once about spec settings that the chosen oracle ignores."""
+    if spec.oracle == "hyperband" and spec.epochs_are_set():
+        get_run_logger().warning(
+            "Hyperband ignores [fit] epochs = %d: each trial trains for the epoch "
+            "budget of its bracket round, up to max_epochs = %s. Remove epochs from "
+            "[fit], and set max_epochs to change the largest budget.",
+            spec.fit.epochs,
+            spec.max_epochs or DEFAULT_MAX_EPOCHS,
+        )
+
+
 @contextlib.contextmanager
-def trial_execution(spec: TuningSpec) -> Iterator[None]:
+def trial_execution(spec: TuningSpec, data_ref: DataRef) -> Iterator[None]:
     """Start worker processes for the trials when the spec's settings require them.
 
-    Without worker processes, trials train in the flow's process, one at a time.
+    Each worker loads the data and builds the search space before its first
+    trial. Without worker processes, trials train in the flow's process, one at
+    a time.
     """
     if not spec.uses_worker_processes():
         yield
@@ -203,7 +311,10 @@ def trial_execution(spec: TuningSpec) -> Iterator[None]:
 
     logger = get_run_logger()
     with TrialWorkers(
-        max_workers=spec.concurrency, max_trials_per_worker=spec.max_trials_per_worker
+        max_workers=spec.concurrency,
+        max_trials_per_worker=spec.max_trials_per_worker,
+        expected_trials=spec.max_trials,
+        preparation=(prepare_trial_inputs, (data_ref, spec)),
     ) as workers:
         seconds = workers.warm_up()
         logger.info(
@@ -215,96 +326,6 @@ def trial_execution(spec: TuningSpec) -> Iterator[None]:
         )
         with running_in_workers(workers):
             yield
-
-
-def run_trials(
-    oracle: RandomSearchOracle,
-    spec: TuningSpec,
-    data_ref: DataRef,
-    parent_run_id: str,
-    tracking_uri: str,
-) -> tuple[list[TrialResult], str | None]:
-    """Ask the oracle for trials and run them, at most `spec.concurrency` at a time.
-
-    Returns the trial results in trial order and the oracle's reason to stop.
-
-    Raises:
-        SearchFailedError: a trial failed in a way every trial would, or
-            `oracle.max_consecutive_failed_trials` trials failed in a row.
-    """
-    logger = get_run_logger()
-    results: list[TrialResult] = []
-    running: dict[PrefectFuture[TrialResult], Trial] = {}
-    stop_message: str | None = None
-    consecutive_failures = 0
-
-    while True:
-        while stop_message is None and len(running) < spec.concurrency:
-            trial = oracle.create_trial(TUNER_ID)
-            if trial.status == TrialStatus.STOPPED:
-                stop_message = trial.message
-                logger.info("The oracle stopped the search: %s.", stop_message)
-                break
-            values = trial.hyperparameters.values
-            future = run_trial.submit(
-                trial.number, values, data_ref, spec, parent_run_id, tracking_uri
-            )
-            running[future] = trial
-            notify("trial_started", trial.number, values)
-        if not running:
-            break
-
-        future = next(as_completed(list(running)))
-        trial = running.pop(future)
-        result, failure = collect_trial(future, trial, oracle)
-        results.append(result)
-        notify("trial_finished", result)
-
-        consecutive_failures = consecutive_failures + 1 if failure is not None else 0
-        if failure is not None and (
-            not isinstance(failure, TrialError)
-            or failure.fatal
-            or consecutive_failures >= oracle.max_consecutive_failed_trials
-        ):
-            wait(list(running))
-            raise SearchFailedError(
-                f"The search stopped after trial {trial.number} failed "
-                f"({consecutive_failures} failure(s) in a row): {failure}"
-            ) from failure
-
-    results.sort(key=lambda r: r["number"])
-    return results, stop_message
-
-
-def collect_trial(
-    future: PrefectFuture[TrialResult], trial: Trial, oracle: RandomSearchOracle
-) -> tuple[TrialResult, BaseException | None]:
-    """Report a finished trial to the oracle, returning its result and its error."""
-    try:
-        result = future.result()
-    except Exception as error:
-        oracle.end_trial(trial, TrialStatus.FAILED, message=str(error))
-        failed = TrialResult(
-            number=trial.number,
-            status="FAILED",
-            hyperparameters=dict(trial.hyperparameters.values),
-            score=None,
-            best_epoch=None,
-            metrics={},
-            run_id=getattr(error, "run_id", None),
-            model_uri=None,
-            message=str(error),
-        )
-        return failed, error
-
-    oracle.end_trial(
-        trial,
-        TrialStatus.COMPLETED,
-        score=result["score"],
-        best_step=result["best_epoch"],
-        values=result["hyperparameters"],
-    )
-    return result, None
 
 
 def search_params(
@@ -321,7 +342,11 @@ def search_params(
         "direction": objective.direction,
         "tune_new_entries": spec.tune_new_entries,
         "allow_new_entries": spec.allow_new_entries,
-        "epochs": spec.fit.epochs,
+        "executions_per_trial": spec.executions_per_trial,
+        "max_retries_per_trial": spec.max_retries_per_trial,
+        "max_consecutive_failed_trials": spec.max_consecutive_failed_trials,
+        **oracle_options(spec),
+        "epochs": spec.fit.epochs if spec.oracle != "hyperband" else None,
         "batch_size": spec.fit.batch_size,
         "data.source": data_ref.source,
         "data.path": data_ref.path,
@@ -336,6 +361,10 @@ def search_params(
         params["compile.loss"] = spec.compile.loss
     if spec.compile.metrics is not None:
         params["compile.metrics"] = spec.compile.metrics
+    if spec.hypermodel_args:
+        params["hypermodel_args"] = spec.hypermodel_args
+    if spec.project_name is not None:
+        params["project_name"] = spec.project_name
     return params
 
 
@@ -358,19 +387,29 @@ def record_best(
 def publish_trials_table(
     trials: list[TrialResult], objective: Objective, experiment: str
 ) -> None:
-    """Publish a Prefect table artifact with one row per trial."""
+    """Publish a Prefect table artifact with one row per trial, best first.
+
+    Trials with a finite objective rank first, then those that scored NaN.
+    Failed trials come last, without a rank.
+    """
     names = list(dict.fromkeys(name for t in trials for name in t["hyperparameters"]))
-    rows = [
-        {
-            "trial": t["number"],
-            "status": t["status"],
-            objective.name: t["score"],
-            "best_epoch": t["best_epoch"],
-            **{name: t["hyperparameters"].get(name) for name in names},
-            "mlflow_run_id": t["run_id"],
-        }
-        for t in trials
-    ]
+    rows = []
+    for rank, t in rank_trials(trials, objective):
+        score = t["score"]
+        if score is not None and math.isnan(score):
+            # JSON has no NaN, and Prefect sends the table as JSON.
+            score = "NaN"
+        rows.append(
+            {
+                "rank": rank,
+                "trial": t["number"],
+                "status": t["status"],
+                objective.name: score,
+                "best_epoch": t["best_epoch"],
+                **{name: t["hyperparameters"].get(name) for name in names},
+                "mlflow_run_id": t["run_id"],
+            }
+        )
     create_table_artifact(
         key=artifact_key("trials", experiment),
         table=rows,

@@ -18,6 +18,8 @@ _EXPORTS = {
     "TuningSpec": "tasks.spec",
     "load_spec": "tasks.spec",
     "parse_spec": "tasks.spec",
+    "build_oracle": "tasks.oracles",
+    "SearchProject": "tasks.project",
     "SearchSpaceInfo": "tasks.preparation",
     "SpecReport": "tasks.preparation",
     "load_data": "tasks.preparation",
@@ -26,11 +28,13 @@ _EXPORTS = {
     "RegisteredModel": "tasks.results",
     "SearchResult": "tasks.results",
     "TrialResult": "tasks.results",
+    "rank_trials": "tasks.selection",
     "register_best_model": "tasks.selection",
     "select_best_trial": "tasks.selection",
     "TrialError": "tasks.trial_execution",
     "execute_trial": "tasks.trial_execution",
     "run_trial": "tasks.trial",
+    "TrialPlan": "tasks.trial_plan",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -41,9 +41,13 @@ class SpecReport:
 
 
 @task(name="load-data", cache_policy=NONE)
-def load_data(spec: TuningSpec) -> DataRef:
-    """Load the spec's data into this process's cache and return a reference to it."""
-    data_ref = load_data_ref(spec)
+def load_data(spec: TuningSpec, split_seed: int | None = None) -> DataRef:
+    """Load the spec's data into this process's cache and return a reference to it.
+
+    `split_seed` replaces the spec's seed for the validation split, so a
+    resumed search validates on the samples it validated on before.
+    """
+    data_ref = load_data_ref(spec, split_seed)
     get_run_logger().info(
         "Loaded %d samples from %s (fingerprint %s), holding out %.0f%% for "
         "validation.",
@@ -60,13 +64,16 @@ def prepare_search_space(spec: TuningSpec) -> SearchSpaceInfo:
     """Build the search space, warn about overridden entries, publish the summary."""
     run_logger = get_run_logger()
     info = describe_search_space(spec)
-    for name, keys in info["overridden"].items():
+    if info["overridden"]:
+        described = ", ".join(
+            f"{name!r} ([compile] {' and '.join(keys)})"
+            for name, keys in info["overridden"].items()
+        )
         run_logger.warning(
-            "Hyperparameter %r is tuned but has no effect, because the spec's "
-            "[compile] %s replaces what it feeds. Remove it from the search or drop "
-            "the override.",
-            name,
-            " and ".join(keys),
+            "Tuned hyperparameters that have no effect, because the spec's "
+            "[compile] table replaces what they feed: %s. Remove them from the "
+            "search, or drop the override.",
+            described,
         )
     create_markdown_artifact(
         key=artifact_key("search-space", spec.mlflow.experiment),
@@ -77,10 +84,10 @@ def prepare_search_space(spec: TuningSpec) -> SearchSpaceInfo:
     return info
 
 
-def load_data_ref(spec: TuningSpec) -> DataRef:
+def load_data_ref(spec: TuningSpec, split_seed: int | None = None) -> DataRef:
     """Return `make_data_ref` for the spec, reporting data problems as a SpecError."""
     try:
-        return make_data_ref(spec.data, spec.seed)
+        return make_data_ref(spec.data, spec.seed if split_seed is None else split_seed)
     except DataError as error:
         raise SpecError([str(error)]) from error
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 
 class TrialResult(TypedDict):
@@ -14,6 +14,12 @@ class TrialResult(TypedDict):
     `metrics` contains the metrics of the best epoch, the one whose weights the
     logged model carries. `model_uri` is `models:/m-...`, or None when the trial
     failed before its model was logged.
+
+    With several executions, `score` is the mean of `execution_scores` and the
+    logged model is the best execution's. `optimizer` names the optimizer class
+    and learning rate the model trained with. `schedule` contains a Hyperband
+    trial's `epochs`, `initial_epoch`, `bracket`, `round` and, for a trial
+    that continues another, `continued_trial`.
     """
 
     number: int
@@ -25,6 +31,9 @@ class TrialResult(TypedDict):
     run_id: str | None
     model_uri: str | None
     message: str | None
+    execution_scores: NotRequired[list[float]]
+    optimizer: NotRequired[dict[str, Any]]
+    schedule: NotRequired[dict[str, int]]
 
 
 class RegisteredModel(BaseModel):

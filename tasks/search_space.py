@@ -17,9 +17,45 @@ _cache_lock = threading.Lock()
 _search_spaces: dict[str, tuple[HyperModel, HyperParameters]] = {}
 
 
+class HypermodelArgumentsError(ValueError):
+    """Error for `hypermodel_args` that the spec's hypermodel cannot take."""
+
+
 def load_hypermodel(spec: TuningSpec) -> HyperModel:
-    """Import the spec's build function or HyperModel and wrap it as a HyperModel."""
-    return tuner_core.resolve_hypermodel(import_object(spec.hypermodel, spec.base_dir))
+    """Import the spec's build function or HyperModel and wrap it as a HyperModel.
+
+    A HyperModel class is constructed with the spec's `hypermodel_args`.
+
+    Raises:
+        HypermodelArgumentsError: the arguments are given for a build function
+            or an instance, or the class rejects them.
+        ValueError: the import path cannot be imported.
+    """
+    target = import_object(spec.hypermodel, spec.base_dir)
+    is_class = isinstance(target, type) and issubclass(target, HyperModel)
+    arguments = dict(spec.hypermodel_args)
+    if not is_class:
+        if arguments:
+            raise HypermodelArgumentsError(
+                f"{spec.hypermodel!r} is not a HyperModel class, so it takes no "
+                f"constructor arguments. Received: hypermodel_args={arguments!r}. "
+                "Remove [hypermodel_args], or name a HyperModel subclass such as "
+                "'tuner_core.applications:HyperXception'."
+            )
+        return tuner_core.resolve_hypermodel(target)
+
+    try:
+        return target(**arguments)
+    except (TypeError, ValueError) as error:
+        reason = str(error).rstrip()
+        if not reason.endswith("."):
+            reason += "."
+        raise HypermodelArgumentsError(
+            f"constructing {target.__name__} failed: {reason} Received: "
+            f"hypermodel_args={arguments!r}. Give its constructor arguments in a "
+            "[hypermodel_args] table, e.g. input_shape = [28, 28, 1] and "
+            "classes = 10."
+        ) from error
 
 
 def hyperparameters_from_spec(entries: list[HyperparameterSpec]) -> HyperParameters:

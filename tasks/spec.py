@@ -11,6 +11,7 @@ the field, the value received and the fix.
 from __future__ import annotations
 
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -47,8 +48,7 @@ __all__ = [
     "parse_spec",
 ]
 
-# TODO: add "grid", "bayesian" and "hyperband" once the flow can drive those oracles.
-OracleName = Literal["random"]
+OracleName = Literal["random", "grid", "bayesian", "hyperband"]
 
 DataSource = Literal["digits", "npz", "csv"]
 HYPERPARAMETER_TYPES = ("Int", "Float", "Choice", "Boolean", "Fixed")
@@ -71,6 +71,17 @@ _REQUIRED_BY_TYPE = {
     "Fixed": ("value",),
 }
 _SUFFIX_SOURCES = {".npz": "npz", ".csv": "csv"}
+DEFAULT_MAX_TRIALS = 10
+PROJECT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# The example value that the error for a count below 1 suggests (10 otherwise).
+_POSITIVE_EXAMPLES = {
+    "concurrency": 1,
+    "executions_per_trial": 2,
+    "max_consecutive_failed_trials": 3,
+    "num_initial_points": 5,
+    "max_epochs": 27,
+    "hyperband_iterations": 1,
+}
 
 
 class _Section(BaseModel):
@@ -370,15 +381,36 @@ class TuningSpec(_Section):
     hyperparameters: list[HyperparameterSpec] = Field(default_factory=list)
     tune_new_entries: StrictBool = True
     allow_new_entries: StrictBool = True
+    hypermodel_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments for the constructor of a HyperModel class.",
+    )
     objective: ObjectiveSpec = Field(
         default_factory=lambda: ObjectiveSpec(name="val_loss")
     )
     oracle: OracleName = "random"
-    max_trials: StrictInt = 10
+    max_trials: StrictInt | None = Field(
+        default=None,
+        description="Trials to run. Defaults to 10 for the random and bayesian "
+        "oracles. Grid search runs the whole grid and Hyperband its whole "
+        "schedule unless max_trials caps them.",
+    )
     seed: StrictInt | None = None
+    executions_per_trial: StrictInt = 1
+    max_retries_per_trial: StrictInt = 0
+    max_consecutive_failed_trials: StrictInt = 3
+    num_initial_points: StrictInt | None = None
+    alpha: float | None = None
+    beta: float | None = None
+    max_epochs: StrictInt | None = None
+    factor: StrictInt | None = None
+    hyperband_iterations: StrictInt | None = None
+    project_name: str | None = None
+    overwrite: StrictBool = False
+    directory: Path | None = None
     concurrency: StrictInt = 1
     worker_processes: StrictBool | None = None
-    max_trials_per_worker: StrictInt = 10
+    max_trials_per_worker: StrictInt = 20
     fit: FitSpec = Field(default_factory=FitSpec)
     compile: CompileSpec = Field(default_factory=CompileSpec)
     mlflow: MlflowSpec = Field(default_factory=MlflowSpec)
@@ -403,17 +435,86 @@ class TuningSpec(_Section):
             )
         return value
 
-    @field_validator("max_trials", "concurrency", "max_trials_per_worker")
+    @field_validator(
+        "max_trials",
+        "concurrency",
+        "max_trials_per_worker",
+        "executions_per_trial",
+        "max_consecutive_failed_trials",
+        "num_initial_points",
+        "max_epochs",
+        "hyperband_iterations",
+    )
     @classmethod
-    def _check_positive(cls, value: int, info: Any) -> int:
-        if value < 1:
-            example = 1 if info.field_name == "concurrency" else 10
+    def _check_positive(cls, value: int | None, info: Any) -> int | None:
+        if value is not None and value < 1:
+            example = _POSITIVE_EXAMPLES.get(info.field_name, 10)
             raise ValueError(
                 f"must be at least 1. Received: {info.field_name}={value!r}. Set "
                 f"{info.field_name} to a positive integer, e.g. {info.field_name} = "
                 f"{example}."
             )
         return value
+
+    @field_validator("max_retries_per_trial")
+    @classmethod
+    def _check_retries(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(
+                f"must be 0 or more. Received: max_retries_per_trial={value!r}. Set "
+                "the number of times a failing trial runs again, e.g. 1, or 0 for "
+                "no retries."
+            )
+        return value
+
+    @field_validator("factor")
+    @classmethod
+    def _check_factor(cls, value: int | None) -> int | None:
+        if value is not None and value < 2:
+            raise ValueError(
+                f"must be at least 2. Received: factor={value!r}. Use e.g. factor = 3 "
+                "to keep a third of the trials in each Hyperband round."
+            )
+        return value
+
+    @field_validator("alpha", "beta")
+    @classmethod
+    def _check_gaussian_process(cls, value: float | None, info: Any) -> float | None:
+        if value is None:
+            return value
+        if info.field_name == "alpha" and not value > 0:
+            raise ValueError(
+                f"must be above 0. Received: alpha={value!r}. Use a small noise "
+                "variance such as alpha = 1e-4."
+            )
+        if info.field_name == "beta" and not value >= 0:
+            raise ValueError(
+                f"must be 0 or more. Received: beta={value!r}. Use e.g. beta = 2.6. "
+                "Larger values explore more."
+            )
+        return value
+
+    @field_validator("project_name")
+    @classmethod
+    def _check_project_name(cls, value: str | None) -> str | None:
+        if value is not None and not PROJECT_NAME_PATTERN.fullmatch(value):
+            raise ValueError(
+                "must start with a letter or digit and contain only letters, digits, "
+                f"'.', '_' and '-'. Received: project_name={value!r}. Use a folder "
+                "name such as 'digits-search'."
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_oracle_options(self) -> TuningSpec:
+        from tasks.spec_checks import oracle_option_problems
+
+        problems = oracle_option_problems(self)
+        if problems:
+            raise SpecError(problems)
+        if self.max_trials is None and self.oracle in ("random", "bayesian"):
+            self.max_trials = DEFAULT_MAX_TRIALS
+        return self
 
     @model_validator(mode="after")
     def _check_worker_processes(self) -> TuningSpec:
@@ -456,15 +557,25 @@ class TuningSpec(_Section):
         self.base_dir = self.base_dir.resolve()
         if self.data.path is not None:
             self.data.path = (self.base_dir / self.data.path).resolve()
+        if self.directory is not None:
+            self.directory = (self.base_dir / self.directory).resolve()
         problems = find_spec_problems(self)
         if problems:
             raise SpecError(problems)
         return self
 
+    def epochs_are_set(self) -> bool:
+        """Return whether the spec gives [fit] epochs, rather than the default."""
+        return "epochs" in self.fit.model_fields_set
+
     def uses_worker_processes(self) -> bool:
-        """Return whether trials run in worker processes, not the flow's process."""
+        """Return whether trials run in worker processes, not the flow's process.
+
+        By default they do when trials run concurrently, or when the search is
+        long enough that TensorFlow's memory growth in one process matters.
+        """
         if self.worker_processes is None:
-            return self.concurrency > 1
+            return self.concurrency > 1 or self.max_trials > self.max_trials_per_worker
         return self.worker_processes
 
 

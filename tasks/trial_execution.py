@@ -14,11 +14,8 @@ from mlflow import MlflowClient
 import tuner_core
 from tasks.data import DataRef, load_dataset
 from tasks.results import TrialResult
-from tasks.search_space import (
-    cached_search_space,
-    compile_overrides_from_spec,
-    objective_from_spec,
-)
+from tasks.executions import run_executions
+from tasks.search_space import cached_search_space, objective_from_spec
 from tasks.spec import TuningSpec
 from tasks.tracking import (
     EpochMetricsLogger,
@@ -27,6 +24,8 @@ from tasks.tracking import (
     log_trial_outcome,
     start_trial_run,
 )
+from tasks.trial_details import describe_optimizer, log_executions, log_trial_plan
+from tasks.trial_plan import TrialPlan
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +37,8 @@ class TrialError(RuntimeError):
 
     `fatal` is true when every later trial would fail the same way (the
     objective names a metric the model does not report), so the search stops.
+    `retryable` is false for errors that a retry would repeat: a fatal error,
+    or a `tuner_core.FailedTrialError` raised by the hypermodel.
     """
 
     def __init__(
@@ -48,12 +49,14 @@ class TrialError(RuntimeError):
         run_id: str | None,
         error_type: str,
         fatal: bool,
+        retryable: bool = True,
     ) -> None:
         super().__init__(message)
         self.trial_number = trial_number
         self.run_id = run_id
         self.error_type = error_type
         self.fatal = fatal
+        self.retryable = retryable and not fatal
 
     def __reduce__(self) -> tuple[Any, ...]:
         arguments = {
@@ -61,6 +64,7 @@ class TrialError(RuntimeError):
             "run_id": self.run_id,
             "error_type": self.error_type,
             "fatal": self.fatal,
+            "retryable": self.retryable,
         }
         return (_rebuild_trial_error, (str(self), arguments))
 
@@ -76,8 +80,13 @@ def execute_trial(
     spec: TuningSpec,
     parent_run_id: str,
     tracking_uri: str,
+    plan: TrialPlan | None = None,
 ) -> TrialResult:
     """Train one configuration, logging params, per-epoch metrics and the model.
+
+    `plan` sets the attempt, a Hyperband epoch budget and the weights to start
+    from. The trial trains `spec.executions_per_trial` models, scores their
+    mean, and logs the best one.
 
     Raises:
         TrialError: training or logging failed. The child run ends as FAILED.
@@ -89,30 +98,32 @@ def execute_trial(
     dataset = load_dataset(data_ref)
     hypermodel, space = cached_search_space(spec)
     objective = objective_from_spec(spec)
+    plan = plan or TrialPlan()
 
     run_id, experiment_id = start_trial_run(client, parent_run_id, trial_number, values)
+    log_trial_plan(client, run_id, plan)
     logger.info(
         "Trial %d started (run %s) with values %s.", trial_number, run_id, values
     )
     try:
-        outcome = tuner_core.run_trial(
+        executions = run_executions(
             hypermodel,
             space,
             values,
+            spec=spec,
+            plan=plan,
             objective=objective,
-            x=dataset.x_train,
-            y=dataset.y_train,
-            validation_data=(dataset.x_val, dataset.y_val),
-            overrides=compile_overrides_from_spec(spec),
-            fit_kwargs={"epochs": spec.fit.epochs, "batch_size": spec.fit.batch_size},
+            dataset=dataset,
             callbacks=[EpochMetricsLogger(client, run_id)],
             seed=None if spec.seed is None else spec.seed + trial_number,
         )
+        outcome = executions.best
+        log_executions(client, run_id, executions)
         log_trial_outcome(
             client,
             run_id,
             objective_name=objective.name,
-            score=outcome.score,
+            score=executions.score,
             best_epoch=outcome.best_epoch,
             values=outcome.hyperparameters,
             logged_values=values,
@@ -135,25 +146,33 @@ def execute_trial(
             run_id=run_id,
             error_type=type(error).__name__,
             fatal=isinstance(error, tuner_core.ObjectiveNotFoundError),
+            retryable=not isinstance(error, tuner_core.FailedTrialError),
         ) from error
     except BaseException as error:
         end_run(client, run_id, "FAILED", error)
         raise
 
     end_run(client, run_id, "FINISHED")
-    best_metrics = {
-        name: history[outcome.best_epoch]
-        for name, history in outcome.history.items()
-        if outcome.best_epoch < len(history)
-    }
-    return TrialResult(
+    result = TrialResult(
         number=trial_number,
         status="COMPLETED",
         hyperparameters=dict(outcome.hyperparameters),
-        score=float(outcome.score),
+        score=executions.score,
         best_epoch=int(outcome.best_epoch),
-        metrics=best_metrics,
+        metrics=executions.best_epoch_metrics(),
         run_id=run_id,
         model_uri=model_info.model_uri,
         message=None,
+        execution_scores=[float(score) for score in executions.scores],
+        optimizer=describe_optimizer(outcome.optimizer),
     )
+    schedule = plan.schedule()
+    if schedule is not None:
+        result["schedule"] = schedule
+    return result
+
+
+def prepare_trial_inputs(data_ref: DataRef, spec: TuningSpec) -> None:
+    """Load the data set and build the search space into this process's caches."""
+    load_dataset(data_ref)
+    cached_search_space(spec)

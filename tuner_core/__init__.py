@@ -29,6 +29,7 @@ from tuner_core._search_space import (
     count_configurations,
     explore_search_space,
     iterate_configurations,
+    search_space_differences,
     search_space_summary_text,
 )
 from tuner_core._training import BestEpochTracker, TrialOutcome, build_trial_model, run_trial
@@ -87,5 +88,6 @@ __all__ = [
     "resolve_hypermodel",
     "resolve_objective",
     "run_trial",
+    "search_space_differences",
     "search_space_summary_text",
 ]

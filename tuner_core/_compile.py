@@ -7,6 +7,7 @@ from typing import Any
 
 from tuner_core._hp_types import Fixed, HyperParameter
 from tuner_core._hypermodel import HyperModel
+from tuner_core._session import reset_keras_session
 from tuner_core._hyperparameters import HyperParameters
 
 
@@ -118,7 +119,7 @@ def find_override_conflicts(
         fed = [key for key in keys if changed[key] != baseline[key]]
         if fed:
             conflicts[hp.name] = fed
-    keras.backend.clear_session()
+    reset_keras_session()
     return conflicts
 
 
@@ -129,7 +130,7 @@ def _compile_arguments(
 
     hp = space.copy()
     hp.set_values(values)
-    keras.backend.clear_session()
+    reset_keras_session()
     model = hypermodel.build(hp)
     config = model.get_compile_config() or {}
     arguments = {key: config.get(key) for key in keys}

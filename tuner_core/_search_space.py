@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
-from tuner_core._hp_types import HyperParameter
+from tuner_core._hp_types import HyperParameter, serialize
 from tuner_core._hypermodel import HyperModel
+from tuner_core._session import reset_keras_session
 from tuner_core._hyperparameters import HyperParameters
 
 logger = logging.getLogger(__name__)
@@ -76,7 +78,7 @@ def explore_search_space(
         trial_hp = known.copy()
         trial_hp._reject_new_names = not allow_new_entries
         trial_hp.set_values(assignment)
-        keras.backend.clear_session()
+        reset_keras_session()
         hypermodel.build(trial_hp)
 
         for hp in trial_hp.space:
@@ -97,7 +99,7 @@ def explore_search_space(
             "declared only in unexplored branches join the space when first seen.",
             MAX_POPULATE_BUILDS,
         )
-    keras.backend.clear_session()
+    reset_keras_session()
     tuned._values = {}
     tuned.set_values({})
     return SearchSpace(tuned=tuned, untuned=untuned)
@@ -169,3 +171,56 @@ def iterate_configurations(space: HyperParameters) -> Iterator[dict[str, Any]]:
             del partial[entry.name]
 
     yield from extend(0, {})
+
+
+def search_space_differences(
+    saved: HyperParameters,
+    built: HyperParameters,
+    learned_names: Collection[str] = (),
+) -> list[str]:
+    """Describe each hyperparameter whose declarations differ between two spaces.
+
+    A saved name missing from `built` is no difference when it is in
+    `learned_names`, because trials declared it outside the build function.
+    """
+    saved_entries = _entries_by_name(saved)
+    built_entries = _entries_by_name(built)
+    differences = []
+    for name in sorted(saved_entries.keys() | built_entries.keys()):
+        old = saved_entries.get(name, [])
+        new = built_entries.get(name, [])
+        if _serialized(old) == _serialized(new):
+            continue
+        if not new and name in learned_names:
+            continue
+        if not old:
+            differences.append(f"{name}: added as {_describe(new)}")
+        elif not new:
+            differences.append(f"{name}: removed, was {_describe(old)}")
+        else:
+            differences.append(f"{name}: was {_describe(old)}, now {_describe(new)}")
+    return differences
+
+
+def _entries_by_name(space: HyperParameters) -> dict[str, list[HyperParameter]]:
+    entries: dict[str, list[HyperParameter]] = {}
+    for entry in space.space:
+        entries.setdefault(entry.name, []).append(entry)
+    return entries
+
+
+def _serialized(entries: list[HyperParameter]) -> list[str]:
+    return sorted(
+        json.dumps(serialize(entry), sort_keys=True, default=str) for entry in entries
+    )
+
+
+def _describe(entries: list[HyperParameter]) -> str:
+    described = []
+    for entry in entries:
+        text = repr(entry)
+        if entry.conditions:
+            text += f" when {entry.conditions}"
+        described.append(text)
+    return " and ".join(described)
+

@@ -14,6 +14,7 @@ from tuner_core._hp_types import HyperParameter
 from tuner_core._hypermodel import HyperModel
 from tuner_core._hyperparameters import HyperParameters
 from tuner_core._objective import Objective
+from tuner_core._session import reset_keras_session
 
 
 @dataclass
@@ -74,11 +75,18 @@ def build_trial_model(
     space: HyperParameters,
     values: dict[str, Any],
     overrides: CompileOverrides | None = None,
+    seed: int | None = None,
 ) -> tuple[Any, HyperParameters]:
-    """Build and compile the model of one configuration in a fresh Keras session."""
+    """Build and compile the model of one configuration in a fresh Keras session.
+
+    With a `seed`, the random state is seeded after the reset and before the
+    build, so the initial weights repeat from run to run.
+    """
     hp = space.copy()
     hp.set_values(values)
-    keras.backend.clear_session()
+    reset_keras_session()
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
     model = hypermodel.build(hp)
     if model is None:
         raise ValueError(
@@ -110,10 +118,8 @@ def run_trial(
     model holds that epoch's weights. With `allow_new_entries=False`, a
     hyperparameter first declared in `HyperModel.fit` raises ValueError.
     """
-    model, hp = build_trial_model(hypermodel, space, values, overrides)
+    model, hp = build_trial_model(hypermodel, space, values, overrides, seed=seed)
     hp._reject_new_names = not allow_new_entries
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
     fit_kwargs = dict(fit_kwargs or {})
     tracker = BestEpochTracker(objective)
     fit_kwargs["callbacks"] = [tracker, *(callbacks or []), *fit_kwargs.get("callbacks", [])]

@@ -18,11 +18,12 @@ from tuner_core._errors import (
     ObjectiveNotFoundError,
     SearchSpaceChangedError,
 )
-from tuner_core._hp_types import HyperParameter, serialize
+from tuner_core._hp_types import HyperParameter
 from tuner_core._hypermodel import resolve_hypermodel
 from tuner_core._hyperparameters import HyperParameters
 from tuner_core._search_space import (
     build_search_space,
+    search_space_differences,
     search_space_summary_text,
 )
 from tuner_core._training import TrialOutcome, build_trial_model, run_trial
@@ -131,7 +132,9 @@ class Tuner:
         tuner_state = self._read_tuner_state()
         self._learned_names = set(tuner_state.get("learned_hyperparameters", []))
         saved_space = HyperParameters.from_config(state["space"])
-        differences = _space_differences(saved_space, space, self._learned_names)
+        differences = search_space_differences(
+            saved_space, space, self._learned_names
+        )
         if differences:
             listing = "\n".join(f"  {line}" for line in differences)
             raise SearchSpaceChangedError(
@@ -519,54 +522,3 @@ def _consecutive_failure_message(failures: list[Trial]) -> str:
         values = trial.values or trial.hyperparameters.values
         lines.append(f"  trial {trial.trial_id} with {values}: {trial.message}")
     return "\n".join(lines)
-
-
-def _space_differences(
-    saved: HyperParameters, built: HyperParameters, learned_names: set[str]
-) -> list[str]:
-    """Describe each hyperparameter whose declarations differ between two spaces.
-
-    A saved name missing from `built` is no difference when it is in
-    `learned_names`, because trials declared it outside the build function.
-    """
-    saved_entries = _entries_by_name(saved)
-    built_entries = _entries_by_name(built)
-    differences = []
-    for name in sorted(saved_entries.keys() | built_entries.keys()):
-        old = saved_entries.get(name, [])
-        new = built_entries.get(name, [])
-        if _serialized(old) == _serialized(new):
-            continue
-        if not new and name in learned_names:
-            continue
-        if not old:
-            differences.append(f"{name}: added as {_describe(new)}")
-        elif not new:
-            differences.append(f"{name}: removed, was {_describe(old)}")
-        else:
-            differences.append(f"{name}: was {_describe(old)}, now {_describe(new)}")
-    return differences
-
-
-def _entries_by_name(space: HyperParameters) -> dict[str, list[HyperParameter]]:
-    entries: dict[str, list[HyperParameter]] = {}
-    for entry in space.space:
-        entries.setdefault(entry.name, []).append(entry)
-    return entries
-
-
-def _serialized(entries: list[HyperParameter]) -> list[str]:
-    return sorted(
-        json.dumps(serialize(entry), sort_keys=True, default=str) for entry in entries
-    )
-
-
-def _describe(entries: list[HyperParameter]) -> str:
-    described = []
-    for entry in entries:
-        text = repr(entry)
-        if entry.conditions:
-            text += f" when {entry.conditions}"
-        described.append(text)
-    return " and ".join(described)
-

@@ -189,6 +189,23 @@ def flow_run_ids(api_url: str, deployment_id: str) -> set[UUID]:
     return {run.id for run in runs}
 
 
+def wait_for_events(api_url: str, name: str, timeout_seconds: float = 60.0) -> list[Any]:
+    """Return the stored events named `name`, polling until one is stored.
+
+    The server stores received events in batches, a few seconds after they arrive.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        events = httpx.post(
+            f"{api_url}/events/filter",
+            json={"filter": {"event": {"name": [name]}}, "limit": 10},
+            timeout=10,
+        ).json()["events"]
+        if events or time.monotonic() > deadline:
+            return events
+        time.sleep(1.0)
+
+
 def wait_for_new_run(api_url: str, deployment_id: str, known: set[UUID]) -> FlowRun:
     """Wait for a flow run of the deployment not in `known` to reach a final state."""
     deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
@@ -351,11 +368,7 @@ def test_degradation_event_starts_retraining(
         monitor_run = run_deployment(MONITOR_DEPLOYMENT, timeout=RUN_TIMEOUT_SECONDS)
 
     assert monitor_run.state is not None and monitor_run.state.is_completed(), monitor_run.state
-    events = httpx.post(
-        f"{prefect_api_url}/events/filter",
-        json={"filter": {"event": {"name": ["tuneflow.model.degraded"]}}, "limit": 10},
-        timeout=10,
-    ).json()["events"]
+    events = wait_for_events(prefect_api_url, "tuneflow.model.degraded")
     assert len(events) == 1
     payload = events[0]["payload"]
     assert payload["registered_model_name"] == MODEL_NAME

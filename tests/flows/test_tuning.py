@@ -92,10 +92,10 @@ def test_flow_tracks_every_trial(
     assert flow_run_id is not None
     assert trial_task_names(flow_run_id) == ["trial-0", "trial-1", "trial-2"]
     table = trials_table(flow_run_id)
-    assert [row["trial"] for row in table] == [0, 1, 2]
-    assert [row["mlflow_run_id"] for row in table] == [
-        t["run_id"] for t in result.trials
-    ]
+    ranked = sorted(result.trials, key=lambda t: (-t["score"], t["number"]))
+    assert [row["rank"] for row in table] == [1, 2, 3]
+    assert [row["trial"] for row in table] == [t["number"] for t in ranked]
+    assert [row["mlflow_run_id"] for row in table] == [t["run_id"] for t in ranked]
 
 
 def trial_task_names(flow_run_id: UUID) -> list[str]:
@@ -157,7 +157,7 @@ def test_consecutive_failures_stop_search(
     )
 
     with pytest.raises(
-        SearchFailedError, match=r"3 failure\(s\) in a row.*training diverged"
+        SearchFailedError, match=r"(?s)3 failure\(s\) in a row.*training diverged"
     ):
         tune_flow(str(spec_path))
 

@@ -7,9 +7,15 @@ from pathlib import Path
 import pytest
 
 import tuner_core
+from tasks.oracles import build_oracle, planned_num_trials
 from tasks.preparation import validate_spec_file
-from tasks.search_space import compile_overrides_from_spec, objective_from_spec
+from tasks.search_space import (
+    compile_overrides_from_spec,
+    load_hypermodel,
+    objective_from_spec,
+)
 from tasks.spec import TuningSpec, load_spec, parse_spec
+from tuner_core.applications import HyperXception
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -126,3 +132,72 @@ def test_spec_survives_json_round_trip() -> None:
     copy = TuningSpec.model_validate_json(spec.model_dump_json())
 
     assert copy == spec
+
+
+@pytest.mark.parametrize(
+    ("name", "oracle", "space_size"),
+    [("conditional", "bayesian", 5), ("hyperband", "hyperband", 3)],
+)
+def test_oracle_example_spec_valid(name: str, oracle: str, space_size: int) -> None:
+    report = validate_spec_file(EXAMPLES / f"{name}.toml")
+    summary_start = f"Search space summary\nDefault search space size: {space_size}\n"
+
+    assert report.spec.oracle == oracle
+    assert report.search_space["summary"].startswith(summary_start)
+
+
+@pytest.mark.parametrize(
+    ("oracle", "max_trials"),
+    [("random", 10), ("bayesian", 10), ("grid", None), ("hyperband", None)],
+)
+def test_max_trials_default_by_oracle(oracle: str, max_trials: int | None) -> None:
+    spec = parse_spec({"hypermodel": "hypermodels:build_tiny_model", "oracle": oracle})
+
+    assert spec.max_trials == max_trials
+
+
+def test_hyperband_planned_trials() -> None:
+    spec = load_spec(EXAMPLES / "hyperband.toml")
+    capped = spec.model_copy(update={"max_trials": 5})
+
+    assert planned_num_trials(spec) == 23
+    assert planned_num_trials(capped) == 5
+
+
+def test_build_oracle_applies_options() -> None:
+    base = {"hypermodel": "hypermodels:build_tiny_model", "objective": "val_loss"}
+    bayesian_spec = parse_spec(
+        {**base, "oracle": "bayesian", "num_initial_points": 2, "alpha": 1e-3}
+    )
+    hyperband_spec = parse_spec(
+        {**base, "oracle": "hyperband", "max_epochs": 4, "factor": 2, "max_trials": 6}
+    )
+    space = tuner_core.HyperParameters()
+    objective = tuner_core.Objective("val_loss", "min")
+
+    bayesian = build_oracle(bayesian_spec, objective, space)
+    hyperband = build_oracle(hyperband_spec, objective, space)
+
+    assert isinstance(bayesian, tuner_core.BayesianOptimizationOracle)
+    assert bayesian.num_initial_points == 2
+    assert bayesian.alpha == 1e-3
+    assert bayesian.beta == 2.6
+    assert bayesian.max_trials == 10
+    assert isinstance(hyperband, tuner_core.HyperbandOracle)
+    assert (hyperband.max_epochs, hyperband.factor) == (4, 2)
+    assert hyperband.max_trials == 6
+
+
+def test_hypermodel_args_construct_class() -> None:
+    spec = parse_spec(
+        {
+            "hypermodel": "tuner_core.applications:HyperXception",
+            "hypermodel_args": {"input_shape": [28, 28, 1], "classes": 10},
+        }
+    )
+
+    hypermodel = load_hypermodel(spec)
+
+    assert isinstance(hypermodel, HyperXception)
+    assert hypermodel.input_shape == (28, 28, 1)
+    assert hypermodel.classes == 10

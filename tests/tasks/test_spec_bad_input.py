@@ -303,6 +303,148 @@ BAD_SPECS = [
         r"hyperparameters: Hyperparameter 'dropout' is not in the given "
         r"HyperParameters and allow_new_entries=False\..*allow_new_entries=True",
     ),
+    (
+        "unknown-oracle",
+        TINY_MODEL + '\noracle = "annealing"',
+        DIGITS_8X8,
+        "",
+        r"oracle: unknown oracle\. Received: oracle='annealing'\. Use one of "
+        r"\['random', 'grid', 'bayesian', 'hyperband'\]",
+    ),
+    (
+        "hyperband-option-for-random",
+        TINY_MODEL + "\nmax_epochs = 4",
+        DIGITS_8X8,
+        "",
+        r"max_epochs: applies only to oracle = 'hyperband'\. Received: max_epochs=4 "
+        r"with oracle='random'\. Remove max_epochs, or set oracle = 'hyperband'",
+    ),
+    (
+        "bayesian-option-for-grid",
+        TINY_MODEL + '\noracle = "grid"\nbeta = 2.0',
+        DIGITS_8X8,
+        "",
+        r"beta: applies only to oracle = 'bayesian'\. Received: beta=2\.0 with "
+        r"oracle='grid'\. Remove beta, or set oracle = 'bayesian'",
+    ),
+    (
+        "hyperband-factor-below-two",
+        TINY_MODEL + '\noracle = "hyperband"\nfactor = 1',
+        DIGITS_8X8,
+        "",
+        r"factor: must be at least 2\. Received: factor=1\. Use e\.g\. factor = 3",
+    ),
+    (
+        "hyperband-max-epochs-zero",
+        TINY_MODEL + '\noracle = "hyperband"\nmax_epochs = 0',
+        DIGITS_8X8,
+        "",
+        r"max_epochs: must be at least 1\. Received: max_epochs=0\. Set max_epochs "
+        r"to a positive integer",
+    ),
+    (
+        "hyperband-iterations-zero",
+        TINY_MODEL + '\noracle = "hyperband"\nhyperband_iterations = 0',
+        DIGITS_8X8,
+        "",
+        r"hyperband_iterations: must be at least 1\. Received: "
+        r"hyperband_iterations=0\.",
+    ),
+    (
+        "bayesian-initial-points-zero",
+        TINY_MODEL + '\noracle = "bayesian"\nnum_initial_points = 0',
+        DIGITS_8X8,
+        "",
+        r"num_initial_points: must be at least 1\. Received: num_initial_points=0\. "
+        r"Set num_initial_points to a positive integer, e\.g\. num_initial_points = 5",
+    ),
+    (
+        "bayesian-alpha-zero",
+        TINY_MODEL + '\noracle = "bayesian"\nalpha = 0.0',
+        DIGITS_8X8,
+        "",
+        r"alpha: must be above 0\. Received: alpha=0\.0\. Use a small noise variance",
+    ),
+    (
+        "bayesian-beta-negative",
+        TINY_MODEL + '\noracle = "bayesian"\nbeta = -1.0',
+        DIGITS_8X8,
+        "",
+        r"beta: must be 0 or more\. Received: beta=-1\.0\. Use e\.g\. beta = 2\.6",
+    ),
+    (
+        "executions-per-trial-zero",
+        TINY_MODEL + "\nexecutions_per_trial = 0",
+        DIGITS_8X8,
+        "",
+        r"executions_per_trial: must be at least 1\. Received: "
+        r"executions_per_trial=0\.",
+    ),
+    (
+        "retries-negative",
+        TINY_MODEL + "\nmax_retries_per_trial = -1",
+        DIGITS_8X8,
+        "",
+        r"max_retries_per_trial: must be 0 or more\. Received: "
+        r"max_retries_per_trial=-1\. Set the number of times",
+    ),
+    (
+        "consecutive-failures-zero",
+        TINY_MODEL + "\nmax_consecutive_failed_trials = 0",
+        DIGITS_8X8,
+        "",
+        r"max_consecutive_failed_trials: must be at least 1\. Received: "
+        r"max_consecutive_failed_trials=0\.",
+    ),
+    (
+        "overwrite-without-project",
+        TINY_MODEL + "\noverwrite = true",
+        DIGITS_8X8,
+        "",
+        r"overwrite: applies only to a search saved under a project_name\. Received: "
+        r"overwrite=true and no project_name\. Add project_name",
+    ),
+    (
+        "project-name-with-path",
+        TINY_MODEL + '\nproject_name = "../elsewhere"',
+        DIGITS_8X8,
+        "",
+        r"project_name: must start with a letter or digit .*Received: "
+        r"project_name='\.\./elsewhere'\.",
+    ),
+    (
+        "hypermodel-args-for-function",
+        TINY_MODEL,
+        DIGITS_8X8,
+        "[hypermodel_args]\nunits = 8",
+        r"hypermodel_args: 'hypermodels:build_tiny_model' is not a HyperModel class, "
+        r"so it takes no constructor arguments\. Received: hypermodel_args="
+        r"\{'units': 8\}\. Remove \[hypermodel_args\]",
+    ),
+    (
+        "hypermodel-args-rejected",
+        'hypermodel = "tuner_core.applications:HyperXception"',
+        DIGITS_8X8,
+        "[hypermodel_args]\ninput_shape = [28, 28]\nclasses = 10",
+        r"hypermodel_args: constructing HyperXception failed: `input_shape` must be "
+        r"\(height, width, channels\).*Received: hypermodel_args=\{'input_shape': "
+        r"\[28, 28\], 'classes': 10\}\. Give its constructor arguments",
+    ),
+    (
+        "conditional-parent-undeclared",
+        TINY_MODEL,
+        DIGITS_8X8,
+        hyperparameter(
+            name="units",
+            type="Int",
+            min_value=8,
+            max_value=16,
+            parent_name="layers",
+            parent_values=[1],
+        ),
+        r"hyperparameters\[0\]: conditional_scope: parent_name='layers' is not "
+        r"defined\. Declare the parent hyperparameter before",
+    ),
 ]
 
 

@@ -193,3 +193,23 @@ def test_objective_missing_lists_metrics(
     trials = list(tuner.oracle.trials.values())
     assert len(trials) == 1
     assert trials[0].status == tuner_core.TrialStatus.FAILED
+
+
+def test_seeded_trials_repeat_scores(
+    tmp_path: Path, digits: dict[str, np.ndarray], guide_model: Any
+) -> None:
+    scores = []
+    for run in range(2):
+        tuner = tuner_core.RandomSearch(
+            guide_model,
+            objective="val_loss",
+            max_trials=2,
+            seed=13,
+            directory=tmp_path,
+            project_name=f"run{run}",
+        )
+        tuner.search(
+            digits["x"], digits["y"], epochs=1, validation_data=(digits["x_val"], digits["y_val"])
+        )
+        scores.append([t.score for t in tuner.oracle.trials.values()])
+    assert scores[0] == scores[1]

@@ -1,0 +1,268 @@
+"""Saving a search under its project name, and resuming it after a stop.
+
+A spec with a `project_name` keeps its search in a project folder, by default
+`tuneflow-projects/<project_name>` next to the MLflow SQLite database (in the
+working directory for other stores), or under the spec's `directory`. The
+folder contains `oracle.json`, the oracle state, and `search.json`: the MLflow
+search run, the data fingerprint and split seed, and the result of every
+finished trial. The flow writes both files as each trial starts and ends. A
+rerun of the same spec then runs no finished trial again, runs each trial that
+was running once more, and continues up to `max_trials`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlflow import MlflowClient
+from mlflow.entities import RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+import tuner_core
+from tasks.results import TrialResult
+from tasks.tracking import ERROR_TAG, STATUS_TAG, sqlite_database_path
+from tuner_core import HyperParameters, Oracle, SearchSpaceChangedError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from tasks.data import DataRef
+    from tasks.spec import TuningSpec
+
+logger = logging.getLogger(__name__)
+
+PROJECTS_FOLDER = "tuneflow-projects"
+ORACLE_FILE = "oracle.json"
+SEARCH_FILE = "search.json"
+INTERRUPTED_STATUS = "INTERRUPTED"
+
+
+class ResumeError(ValueError):
+    """Error for a saved search that the spec's settings cannot resume."""
+
+
+def project_folder(spec: TuningSpec, tracking_uri: str) -> Path | None:
+    """Return the folder that keeps the spec's search, or None without a project."""
+    if spec.project_name is None:
+        return None
+    directory = spec.directory
+    if directory is None:
+        database = sqlite_database_path(tracking_uri)
+        base = database.parent if database is not None else Path.cwd()
+        directory = base / PROJECTS_FOLDER
+    return directory / spec.project_name
+
+
+@dataclass
+class SavedSearch:
+    """A search read back from its project folder.
+
+    `trials` maps trial ids to the results of the trials that finished.
+    """
+
+    folder: Path
+    oracle_state: dict[str, Any]
+    search_run_id: str | None
+    data_fingerprint: str | None
+    split_seed: int | None
+    trials: dict[str, TrialResult]
+
+
+class SearchProject:
+    """The project folder of one search, read and written as JSON files.
+
+    NOTE: nothing locks the folder, so two flow runs of one project at the
+    same time overwrite each other's state.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def load(self) -> SavedSearch | None:
+        """Return the saved search, or None when the folder contains none."""
+        oracle_path = self.folder / ORACLE_FILE
+        if not oracle_path.is_file():
+            return None
+        search_path = self.folder / SEARCH_FILE
+        search = json.loads(search_path.read_text()) if search_path.is_file() else {}
+        return SavedSearch(
+            folder=self.folder,
+            oracle_state=json.loads(oracle_path.read_text()),
+            search_run_id=search.get("search_run_id"),
+            data_fingerprint=search.get("data_fingerprint"),
+            split_seed=search.get("split_seed"),
+            trials=dict(search.get("trials", {})),
+        )
+
+    def delete(self) -> None:
+        """Remove the saved search, as `overwrite = true` requests."""
+        for name in (ORACLE_FILE, SEARCH_FILE):
+            (self.folder / name).unlink(missing_ok=True)
+
+    def save(
+        self,
+        oracle: Oracle,
+        trials: Mapping[str, TrialResult],
+        search_run_id: str,
+        data_ref: DataRef,
+    ) -> None:
+        """Write the search, then the oracle state, each file replaced atomically."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        search = {
+            "search_run_id": search_run_id,
+            "data_fingerprint": data_ref.fingerprint,
+            "split_seed": data_ref.seed,
+            "trials": dict(trials),
+        }
+        _write_json(self.folder / SEARCH_FILE, search)
+        oracle.save(self.folder / ORACLE_FILE)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(data, indent=1, default=str))
+    temporary.replace(path)
+
+
+def open_project(
+    spec: TuningSpec, tracking_uri: str
+) -> tuple[SearchProject | None, SavedSearch | None]:
+    """Return the spec's project and its saved search, if any.
+
+    With `overwrite = true`, the saved search is deleted first. Its runs still
+    RUNNING in MLflow are ended as KILLED.
+    """
+    folder = project_folder(spec, tracking_uri)
+    if folder is None:
+        return None, None
+
+    project = SearchProject(folder)
+    saved = project.load()
+    if saved is not None and spec.overwrite:
+        logger.info("Deleting the saved search in %s (overwrite = true).", folder)
+        if saved.search_run_id is not None:
+            end_interrupted_runs(MlflowClient(tracking_uri), saved.search_run_id, None)
+        project.delete()
+        saved = None
+    return project, saved
+
+
+def resume_oracle(
+    oracle: Oracle,
+    saved: SavedSearch,
+    spec: TuningSpec,
+    data_ref: DataRef,
+    space: HyperParameters,
+) -> dict[str, TrialResult]:
+    """Load a saved search into `oracle` and return its finished trials by id.
+
+    The spec's `max_trials`, `executions_per_trial`, retry limits and
+    Bayesian or `hyperband_iterations` options apply to the resumed search.
+
+    Raises:
+        ResumeError: the oracle, objective, seed, data or Hyperband epochs differ.
+        SearchSpaceChangedError: the search space differs from the saved one.
+    """
+    state = saved.oracle_state
+    problems = _setting_differences(oracle, state, spec, data_ref, saved)
+    if problems:
+        raise ResumeError(
+            f"The search saved in {saved.folder} ran with other settings: "
+            f"{'; '.join(problems)}. Restore those settings to resume it, set "
+            "overwrite = true in the spec to start a new search there, or set a "
+            "new project_name."
+        )
+    saved_space = HyperParameters.from_config(state["space"])
+    differences = tuner_core.search_space_differences(saved_space, space)
+    if differences:
+        listing = "\n".join(f"  {line}" for line in differences)
+        raise SearchSpaceChangedError(
+            f"The search space differs from the one saved in {saved.folder}:\n"
+            f"{listing}\nSet overwrite = true in the spec to start a new search "
+            "there, or set a new project_name to keep the saved one."
+        )
+
+    oracle.set_state(state)
+    return {
+        trial_id: result
+        for trial_id, result in saved.trials.items()
+        if trial_id in oracle.trials and oracle.trials[trial_id].status.is_finished()
+    }
+
+
+def _setting_differences(
+    oracle: Oracle,
+    state: dict[str, Any],
+    spec: TuningSpec,
+    data_ref: DataRef,
+    saved: SavedSearch,
+) -> list[str]:
+    problems = []
+    oracle_name = type(oracle).__name__
+    if state.get("oracle") != oracle_name:
+        problems.append(f"oracle was {state.get('oracle')}, now {oracle_name}")
+    objective = {"name": oracle.objective.name, "direction": oracle.objective.direction}
+    if state.get("objective") != objective:
+        problems.append(f"objective was {state.get('objective')}, now {objective}")
+    if spec.seed is not None and state.get("seed") != spec.seed:
+        problems.append(f"seed was {state.get('seed')}, now {spec.seed}")
+    for name in ("max_epochs", "factor"):
+        if name in state and state[name] != getattr(oracle, name, None):
+            problems.append(f"{name} was {state[name]}, now {getattr(oracle, name)}")
+    if saved.data_fingerprint not in (None, data_ref.fingerprint):
+        problems.append(
+            f"the data fingerprint was {saved.data_fingerprint[:12]}, now "
+            f"{data_ref.fingerprint[:12]}"
+        )
+    return problems
+
+
+def unfinished_trials(oracle: Oracle) -> list[tuner_core.Trial]:
+    """Return the trials a stopped search left running, in trial order."""
+    trials = [t for t in oracle.trials.values() if not t.status.is_finished()]
+    return sorted(trials, key=lambda trial: trial.number)
+
+
+def end_interrupted_runs(
+    client: MlflowClient, search_run_id: str, resumed_by: str | None
+) -> list[str]:
+    """End a stopped search run and its trial runs still RUNNING as KILLED.
+
+    Returns the ids of the runs ended. `resumed_by` is the id of the search
+    run that resumes the search, or None when the search starts afresh.
+    """
+    try:
+        parent = client.get_run(search_run_id)
+    except MlflowException as error:
+        logger.warning("Cannot read the saved search run %s: %s", search_run_id, error)
+        return []
+
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=(
+            f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{search_run_id}' "
+            "and attributes.status = 'RUNNING'"
+        ),
+    )
+    runs = [child.info.run_id for child in children]
+    if parent.info.status == "RUNNING":
+        runs.append(search_run_id)
+
+    then = "started afresh" if resumed_by is None else f"resumed by run {resumed_by}"
+    message = (
+        "Interrupted: the process stopped while this run was running. The search "
+        f"was {then}."
+    )
+    for run_id in runs:
+        client.log_batch(
+            run_id,
+            tags=[RunTag(STATUS_TAG, INTERRUPTED_STATUS), RunTag(ERROR_TAG, message)],
+        )
+        client.set_terminated(run_id, status="KILLED")
+        logger.warning("Marked run %s as KILLED: %s", run_id, message)
+    return runs

@@ -1,0 +1,163 @@
+"""Resuming a search saved under a project name: after a kill, with new settings."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from pipeline_runs import experiment_runs, split_runs
+from pipeline_specs import write_tiny_spec
+from prefect.settings import get_current_settings
+
+from flows.tuning import tune_flow
+from tasks.project import PROJECTS_FOLDER
+from tuner_core import SearchSpaceChangedError
+
+pytestmark = pytest.mark.usefixtures("prefect_backend")
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+TESTS = REPOSITORY / "tests"
+
+WIDER_UNITS = """
+[[hyperparameters]]
+name = "units"
+type = "Int"
+min_value = 8
+max_value = 32
+step = 8
+"""
+
+
+def run_cli(
+    spec_path: Path, tracking_uri: str, fit_log: Path, kill_at_fit: int
+) -> subprocess.CompletedProcess[str]:
+    """Run `tuneflow tune` in a new process against the test's Prefect server."""
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{REPOSITORY}{os.pathsep}{TESTS}",
+        PREFECT_API_URL=str(get_current_settings().api.url),
+        PREFECT_HOME=str(spec_path.parent / "prefect-home"),
+        TUNEFLOW_TEST_FIT_LOG=str(fit_log),
+        TUNEFLOW_TEST_KILL_AT_FIT=str(kill_at_fit),
+    )
+    command = [sys.executable, "-m", "flows.cli", "tune", str(spec_path)]
+    return subprocess.run(
+        [*command, "--tracking-uri", tracking_uri],
+        env=env,
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def saved_trials(folder: Path) -> list[dict[str, object]]:
+    state = json.loads((folder / "oracle.json").read_text())
+    return sorted(state["trials"], key=lambda trial: trial["number"])
+
+
+def test_killed_search_resumes(
+    tmp_path: Path, digits_npz: Path, tracking_uri: str
+) -> None:
+    fit_log = tmp_path / "fits.jsonl"
+    spec_path = write_tiny_spec(
+        tmp_path,
+        digits_npz,
+        experiment="killed",
+        max_trials=8,
+        epochs=1,
+        hypermodel="hypermodels:LoggedFitModel",
+        extra='project_name = "killed-search"',
+    )
+    project = tmp_path / PROJECTS_FOLDER / "killed-search"
+
+    killed = run_cli(spec_path, tracking_uri, fit_log, kill_at_fit=4)
+
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    first_fits = fit_log.read_text().splitlines()
+    assert len(first_fits) == 4
+    statuses = [trial["status"] for trial in saved_trials(project)]
+    assert statuses == ["COMPLETED"] * 3 + ["RUNNING"]
+    client = MlflowClient(tracking_uri)
+    runs = experiment_runs(client, "killed")
+    running = {r.info.run_name for r in runs if r.info.status == "RUNNING"}
+    assert "trial-3" in running
+
+    resumed = run_cli(spec_path, tracking_uri, fit_log, kill_at_fit=0)
+
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Resuming a saved search: 3 trial(s) already finished." in resumed.stdout
+    assert "Best trial:" in resumed.stdout
+    fits = fit_log.read_text().splitlines()
+    assert fits[:4] == first_fits
+    assert fits[4] == first_fits[3], "the interrupted trial runs first"
+    assert len(fits) == 9
+    assert sorted(collections.Counter(fits).values()) == [1] * 7 + [2]
+    assert [trial["status"] for trial in saved_trials(project)] == ["COMPLETED"] * 8
+    search = json.loads((project / "search.json").read_text())
+    assert sorted(search["trials"]) == [f"{n:02d}" for n in range(8)]
+
+    runs = experiment_runs(client, "killed")
+    assert [r for r in runs if r.info.status == "RUNNING"] == []
+    parents, children = split_runs(runs)
+    by_status = {r.info.status: r for r in parents}
+    assert sorted(by_status) == ["FINISHED", "KILLED"]
+    old_search, new_search = by_status["KILLED"], by_status["FINISHED"]
+    assert new_search.data.tags["tuneflow.resumed_from"] == old_search.info.run_id
+    assert search["search_run_id"] == new_search.info.run_id
+    killed_children = [c for c in children if c.info.status == "KILLED"]
+    assert [c.info.run_name for c in killed_children] == ["trial-3"]
+    assert "Interrupted" in killed_children[0].data.tags["tuneflow.error"]
+    finished = sorted(c.info.run_name for c in children if c.info.status == "FINISHED")
+    assert finished == [f"trial-{n}" for n in range(8)]
+
+
+def test_resume_checks_space_and_adds_trials(
+    tmp_path: Path, digits_npz: Path, tracking_uri: str
+) -> None:
+    def write_spec(max_trials: int, extra: str = "") -> Path:
+        return write_tiny_spec(
+            tmp_path,
+            digits_npz,
+            experiment="resume",
+            max_trials=max_trials,
+            epochs=1,
+            extra='project_name = "growing"\n' + extra,
+        )
+
+    first = tune_flow(str(write_spec(max_trials=2)))
+
+    with pytest.raises(
+        SearchSpaceChangedError,
+        match=r"(?s)differs from the one saved in .*growing.*units: was Int.*now Int"
+        r".*overwrite = true.*new project_name",
+    ):
+        tune_flow(str(write_spec(max_trials=2, extra=WIDER_UNITS)))
+
+    client = MlflowClient(tracking_uri)
+    parents, children = split_runs(experiment_runs(client, "resume"))
+    assert len(parents) == 1
+    assert len(children) == 2
+
+    grown = tune_flow(str(write_spec(max_trials=3)))
+
+    assert [t["number"] for t in grown.trials] == [0, 1, 2]
+    assert grown.trials[:2] == first.trials
+    parents, children = split_runs(experiment_runs(client, "resume"))
+    assert len(children) == 3
+    assert {p.info.status for p in parents} == {"FINISHED"}
+    resumed = client.get_run(grown.parent_run_id)
+    assert resumed.data.tags["tuneflow.resumed_from"] == first.parent_run_id
+
+    fresh = tune_flow(str(write_spec(max_trials=1, extra="overwrite = true")))
+
+    assert [t["number"] for t in fresh.trials] == [0]
+    assert fresh.trials[0]["run_id"] not in {t["run_id"] for t in grown.trials}
+    assert "tuneflow.resumed_from" not in client.get_run(fresh.parent_run_id).data.tags
