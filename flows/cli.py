@@ -252,7 +252,7 @@ def print_summary(console: Console, result: SearchResult) -> None:
         f"Objective: {result.objective} ({result.direction}) = {best['score']:.6g} "
         f"at epoch {best['best_epoch']}"
     )
-    console.print(f"MLflow run id: {best['run_id']}")
+    console.print(f"Best trial's MLflow run id: {best['run_id']}")
     console.print(
         f"Search run id: {result.parent_run_id} (experiment {result.experiment_name!r})"
     )

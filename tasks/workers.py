@@ -49,7 +49,7 @@ class TrialWorkers:
             pool takes over. None keeps one pool for the whole search.
         preparation: A picklable `(function, args)` each process runs before
             its first trial, such as loading the data set.
-        expected_trials: The most trials the search will submit. Known, it
+        expected_trials: The maximum number of trials the search submits. Known, it
             keeps a replacement pool from starting when no trial is left for it.
     """
 

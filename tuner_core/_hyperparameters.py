@@ -40,6 +40,9 @@ class HyperParameters:
         self._name_scopes: list[str] = []
         self._overrides: set[str] = set()
         self._reject_new_names = False
+        # Names a build function declared through this object, for spotting
+        # user entries that nothing reads (a misspelled name, say).
+        self._declared_names: set[str] = set()
 
     # Declaring hyperparameters.
 
@@ -174,6 +177,7 @@ class HyperParameters:
         return [hp for hp in self._space if hp.name == name]
 
     def _retrieve(self, hp: HyperParameter) -> Any:
+        self._declared_names.add(hp.name)
         existing = self._find_declared(hp)
         if existing is None:
             self._register(hp)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Collection, Iterator
 from typing import Any
 
@@ -68,6 +69,7 @@ def explore_search_space(
     hypermodel.declare_hyperparameters(known)
     pending: list[dict[str, Any]] = [{}]
     tried: set[tuple[tuple[str, Any], ...]] = set()
+    declared: set[str] = set()
     while pending and len(tried) < MAX_POPULATE_BUILDS:
         assignment = pending.pop(0)
         key = tuple(sorted(assignment.items(), key=lambda item: item[0]))
@@ -80,6 +82,7 @@ def explore_search_space(
         trial_hp.set_values(assignment)
         reset_keras_session()
         hypermodel.build(trial_hp)
+        declared |= trial_hp._declared_names
 
         for hp in trial_hp.space:
             if hp.name in known and any(
@@ -100,9 +103,25 @@ def explore_search_space(
             MAX_POPULATE_BUILDS,
         )
     reset_keras_session()
+    _warn_unread_overrides(tuned, declared)
     tuned._values = {}
     tuned.set_values({})
     return SearchSpace(tuned=tuned, untuned=untuned)
+
+
+def _warn_unread_overrides(tuned: HyperParameters, declared: set[str]) -> None:
+    """Warn about given hyperparameters that the build function never declares."""
+    unread = [name for name in tuned.names() if name in tuned.overrides - declared]
+    if not unread or not declared:
+        return
+    warnings.warn(
+        f"Hyperparameters {unread} are in the given HyperParameters, but the "
+        f"hypermodel's build function never declares them, so they have no effect "
+        f"there. It declares {sorted(declared)}. Check the spelling; a name read "
+        "only in HyperModel.fit is not seen here.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _assignments_activating(

@@ -19,7 +19,7 @@ from tuner_core._session import reset_keras_session
 
 @dataclass
 class TrialOutcome:
-    """What one trial produced.
+    """The result of one trial.
 
     `model` carries the weights of the best epoch, so evaluating it on the
     validation data reproduces `score`. `new_entries` are the hyperparameters
@@ -115,7 +115,7 @@ def run_trial(
     """Build, compile, fit and score one configuration.
 
     The score is the objective's best value over the epochs, and the returned
-    model holds that epoch's weights. With `allow_new_entries=False`, a
+    model contains that epoch's weights. With `allow_new_entries=False`, a
     hyperparameter first declared in `HyperModel.fit` raises ValueError.
     """
     model, hp = build_trial_model(hypermodel, space, values, overrides, seed=seed)

@@ -119,7 +119,7 @@ class Tuner:
             shutil.rmtree(self.project_dir)
         saved = self.project_dir / ORACLE_FILE
         if saved.exists():
-            self._resume(saved, space, seed_given=seed is not None)
+            self._resume(saved, space, seed_given=seed is not None or oracle.seed_given)
         else:
             oracle.set_space(space)
         self.seed = seed if seed is not None else self.oracle.seed
@@ -160,9 +160,6 @@ class Tuner:
 
         `max_trials` is not checked: a new value applies to the resumed search.
         """
-        # NOTE: an oracle built with its own seed and passed to Tuner without
-        # seed= looks like one that drew a random seed, so the saved seed
-        # replaces its seed without an error.
         problems = []
         oracle_name = type(self.oracle).__name__
         if state.get("oracle", oracle_name) != oracle_name:

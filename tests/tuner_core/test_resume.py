@@ -195,6 +195,16 @@ def test_resume_keeps_saved_seed(tmp_path: Path) -> None:
     assert tuner.seed == 7
 
 
+def test_oracle_seed_change_raises(tmp_path: Path) -> None:
+    _search(_tuner(tmp_path, CountingHyperModel()))
+    oracle = tuner_core.RandomSearchOracle(objective="val_loss", max_trials=3, seed=8)
+
+    with pytest.raises(ValueError, match=r"seed was 7, now 8"):
+        tuner_core.Tuner(
+            CountingHyperModel(), oracle, directory=tmp_path, project_name="resumed"
+        )
+
+
 SPACE_CHANGES = [
     (
         "wider range",

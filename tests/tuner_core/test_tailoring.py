@@ -213,3 +213,15 @@ def test_seeded_trials_repeat_scores(
         )
         scores.append([t.score for t in tuner.oracle.trials.values()])
     assert scores[0] == scores[1]
+
+
+def test_unread_override_warns_with_names(tmp_path: Path, guide_model: Any) -> None:
+    hp = tuner_core.HyperParameters()
+    hp.Float("learnign_rate", min_value=1e-4, max_value=1e-2, sampling="log")
+    with pytest.warns(UserWarning, match=r"\['learnign_rate'\].*'learning_rate'"):
+        tuner_core.RandomSearch(
+            guide_model,
+            hyperparameters=hp,
+            objective="val_accuracy",
+            directory=tmp_path,
+        )

@@ -65,6 +65,8 @@ class Oracle:
         self.allow_new_entries = allow_new_entries
         self.tune_new_entries = tune_new_entries
         self.seed = seed if seed is not None else random.randint(1, 2**31 - 1)
+        # A seed drawn here may give way to a saved one on resume; a chosen one may not.
+        self.seed_given = seed is not None
         self.max_retries_per_trial = max_retries_per_trial
         self.max_consecutive_failed_trials = max_consecutive_failed_trials
         self.space: HyperParameters = self.hyperparameters.copy()
