@@ -6,7 +6,7 @@
    data, epochs and batch size, with no tuner and no tracking.
 3. Prints the ratio of the two, and Prefect's start-up time on its own line.
    One fit before both measurements starts TensorFlow in this process, so its
-   one-time start-up falls on neither side; worker processes still pay theirs
+   one-time start-up falls on neither side. Worker processes still pay theirs
    inside the search.
 4. Runs a 30-trial search (1 epoch each) and prints how much the resident memory
    of the flow's process and its worker processes grew from trial 5 to trial 30.

@@ -339,7 +339,7 @@ def _reshape_samples(x: np.ndarray, sample_shape: tuple[int, ...]) -> np.ndarray
     sample_size = math.prod(x.shape[1:])
     if math.prod(sample_shape) != sample_size:
         raise DataError(
-            f"data.sample_shape: {list(sample_shape)} holds "
+            f"data.sample_shape: {list(sample_shape)} contains "
             f"{math.prod(sample_shape)} values but each sample has {sample_size}. "
             f"Received: sample_shape={list(sample_shape)}. Use sizes whose product "
             f"is {sample_size}, e.g. [{sample_size}]."

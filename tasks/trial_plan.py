@@ -1,4 +1,4 @@
-"""How one trial trains besides its values: attempt, epoch budget, starting weights."""
+"""The training settings of one trial beyond its values: attempt, epoch budget, starting weights."""
 
 from __future__ import annotations
 

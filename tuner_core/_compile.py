@@ -98,13 +98,12 @@ def find_override_conflicts(
 
     Maps each such name to the overridden keys it feeds.
 
-    Each tuned hyperparameter is moved off its default in turn; when that
+    Each tuned hyperparameter is moved off its default in turn. When that
     changes the hypermodel's own compile argument for an overridden key (say
     the learning rate inside its optimizer), the override discards that effect.
     """
     if overrides is None or overrides.is_empty():
         return {}
-    import keras
 
     keys = overrides.overridden_keys()
     baseline = _compile_arguments(hypermodel, space, {}, keys)
@@ -126,8 +125,6 @@ def find_override_conflicts(
 def _compile_arguments(
     hypermodel: HyperModel, space: HyperParameters, values: dict[str, Any], keys: list[str]
 ) -> dict[str, Any]:
-    import keras
-
     hp = space.copy()
     hp.set_values(values)
     reset_keras_session()

@@ -12,7 +12,7 @@ class HyperModel:
     """A model family: `build(hp)` returns a compiled Keras model for `hp`.
 
     Override `fit(hp, model, *args, **kwargs)` to tune fit arguments such as
-    `batch_size`; it must return the `History` of `model.fit`, a dict of final
+    `batch_size`. It must return the `History` of `model.fit`, a dict of final
     metric values, or one float that is the objective.
     """
 

@@ -25,7 +25,7 @@ class HyperParameters:
     """A search space and the values of one point in it.
 
     A build function declares hyperparameters through `Int`, `Float`,
-    `Choice`, `Boolean` and `Fixed`; each call registers the hyperparameter on
+    `Choice`, `Boolean` and `Fixed`. Each call registers the hyperparameter on
     first use and returns its current value, or None when a condition makes it
     inactive. Entries passed by the user to a tuner are overrides: a
     hypermodel's own declaration of the same name returns the override's value.

@@ -24,8 +24,9 @@ class TrialStatus(str, enum.Enum):
 class Trial:
     """One configuration, its status, its score and its metric histories.
 
-    `hyperparameters` holds the tuned values the oracle chose; `values` holds
-    every active value the build function read, tuned or not, once the trial ran.
+    `hyperparameters` contains the tuned values the oracle chose. `values`
+    contains every active value the build function read, tuned or not, once the
+    trial ran.
     A failed trial keeps its values and has the error text in `message`.
     `execution_scores` holds the best-epoch objective of each execution, whose
     mean is `score`, and `optimizer` is the serialized optimizer the model
