@@ -12,7 +12,7 @@
    of the flow's process and its worker processes grew from trial 5 to trial 30.
 
 Each search runs twice: with trials in the flow's process and with trials in
-worker processes that are replaced every 10 trials.
+worker processes that are replaced every 20 trials.
 
 Run:  .venv/bin/python benchmarks/overhead.py [--trials 10] [--epochs 3]
 """
@@ -20,94 +20,17 @@ Run:  .venv/bin/python benchmarks/overhead.py [--trials 10] [--epochs 3]
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-for name, value in (
-    ("PREFECT_SERVER_ANALYTICS_ENABLED", "false"),
-    ("MLFLOW_DISABLE_TELEMETRY", "true"),
-    ("DO_NOT_TRACK", "true"),
-    ("TF_CPP_MIN_LOG_LEVEL", "3"),
-    ("PREFECT_LOGGING_LEVEL", "WARNING"),
-):
-    os.environ.setdefault(name, value)
+from _common import SPEC_PATH, run_bare, tomllib, warm_up_tensorflow
+from _pipeline import empty_flow, run_search
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "examples"))
+from tasks.spec import TuningSpec, parse_spec
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
-
-import keras  # noqa: E402
-import psutil  # noqa: E402
-from prefect import flow  # noqa: E402
-
-import tuner_core  # noqa: E402
-from digits_model import build_model  # noqa: E402
-from flows.events import SearchListener, listening  # noqa: E402
-from flows.tuning import tune_spec_flow  # noqa: E402
-from tasks.data import load_dataset, make_data_ref  # noqa: E402
-from tasks.results import TrialResult  # noqa: E402
-from tasks.spec import TuningSpec, parse_spec  # noqa: E402
-
-SPEC_PATH = ROOT / "examples" / "digits.toml"
 MEMORY_TRIALS = 30
 MEMORY_FROM_TRIAL = 5
-
-
-class Clock(SearchListener):
-    """Records when the first trial starts and the memory after each trial."""
-
-    def __init__(self) -> None:
-        self.first_trial_at: float | None = None
-        self.first_trial_cpu: float | None = None
-        self.rss_mb: list[float] = []
-
-    def trial_started(self, number: int, values: dict[str, Any]) -> None:
-        if self.first_trial_at is None:
-            self.first_trial_at = time.perf_counter()
-            self.first_trial_cpu = tree_cpu_seconds()
-
-    def trial_finished(self, result: TrialResult) -> None:
-        self.rss_mb.append(tree_rss_mb())
-
-
-def tree_cpu_seconds() -> float:
-    """Return the CPU seconds of this process, its live children and its reaped ones.
-
-    The children include the temporary Prefect server and the worker processes,
-    so the search's CPU time counts all the work it causes.
-    """
-    process = psutil.Process()
-    own = process.cpu_times()
-    total = own.user + own.system
-    for child in process.children(recursive=True):
-        try:
-            times = child.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    reaped = os.times()
-    return total + reaped.children_user + reaped.children_system
-
-
-def tree_rss_mb() -> float:
-    """Return the resident memory of this process and all its children, in MB."""
-    process = psutil.Process()
-    total = process.memory_info().rss
-    for child in process.children(recursive=True):
-        try:
-            total += child.memory_info().rss
-        except psutil.NoSuchProcess:
-            continue
-    return total / 2**20
 
 
 def make_spec(
@@ -131,59 +54,6 @@ def make_spec(
             }
         ]
     return parse_spec(data, base_dir=SPEC_PATH.parent)
-
-
-def run_search(spec: TuningSpec) -> tuple[float, float, list[TrialResult], list[float]]:
-    """Run the search; return its wall and CPU seconds from the first trial on."""
-    clock = Clock()
-    with listening(clock):
-        result = tune_spec_flow(spec)
-    finished_at = time.perf_counter()
-    finished_cpu = tree_cpu_seconds()
-    assert clock.first_trial_at is not None and clock.first_trial_cpu is not None
-    wall = finished_at - clock.first_trial_at
-    return wall, finished_cpu - clock.first_trial_cpu, result.trials, clock.rss_mb
-
-
-def run_bare(spec: TuningSpec, trials: list[TrialResult]) -> tuple[float, float]:
-    """Train each trial's configuration with plain Keras; return wall and CPU seconds."""
-    dataset = load_dataset(make_data_ref(spec.data, spec.seed))
-    started = time.perf_counter()
-    started_cpu = tree_cpu_seconds()
-    for trial in trials:
-        # The same reset as the pipeline's: no full garbage collection per build.
-        keras.backend.clear_session(free_memory=False)
-        model = build_model(_fixed(trial["hyperparameters"]))
-        model.fit(
-            dataset.x_train,
-            dataset.y_train,
-            epochs=spec.fit.epochs,
-            batch_size=spec.fit.batch_size,
-            validation_data=(dataset.x_val, dataset.y_val),
-            verbose=0,
-        )
-    return time.perf_counter() - started, tree_cpu_seconds() - started_cpu
-
-
-def _fixed(values: dict[str, Any]) -> tuner_core.HyperParameters:
-    """Return a HyperParameters whose every name is fixed to the trial's value."""
-    hp = tuner_core.HyperParameters()
-    for name, value in values.items():
-        hp.Fixed(name, value)
-    hp.mark_overrides()
-    return hp
-
-
-def warm_up_tensorflow(spec: TuningSpec) -> float:
-    """Fit one model once, so neither side pays TensorFlow's one-time start-up."""
-    started = time.perf_counter()
-    run_bare(spec, [{"hyperparameters": {}}])  # type: ignore[list-item]
-    return time.perf_counter() - started
-
-
-@flow(name="prefect-start-up")
-def empty_flow() -> None:
-    """Do nothing, so that timing it measures Prefect's start-up alone."""
 
 
 def main() -> None:

@@ -6,7 +6,9 @@ defaults below are in place, so `tuneflow --help` stays fast.
 
 from __future__ import annotations
 
+import gc
 import os
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +26,17 @@ from rich.progress import (
 from rich.table import Table
 
 from flows.events import SearchListener
+from flows.interrupts import (
+    EXIT_INTERRUPTED,
+    PipeSafeConsole,
+    handling_interrupts,
+    start_temporary_prefect_server,
+)
+from tasks.stop_request import SearchInterruptedError, stop_requested
 
 if TYPE_CHECKING:
     from tasks.results import SearchResult, TrialResult
+    from tasks.spec import TuningSpec
 
 app = typer.Typer(
     name="tuneflow",
@@ -93,42 +103,86 @@ def tune(
         False, "--verbose", "-v", help="Show Prefect's INFO logs."
     ),
 ) -> None:
-    """Run the search a spec describes and report the best trial."""
+    """Run the search a spec describes and report the best trial.
+
+    Ctrl-C stops the search: finished trials are kept, the running trials and
+    the search end KILLED in MLflow, and the command exits with code 130. A
+    second Ctrl-C exits at once.
+    """
     apply_environment_defaults(verbose)
-    from flows.events import listening
-    from flows.tuning import tune_flow
-    from tasks.oracles import planned_num_trials
     from tasks.preparation import validate_spec_file
     from tasks.spec import SpecError
     from tasks.tracking import resolve_tracking_uri
 
-    console = Console(soft_wrap=True)
-    errors = Console(stderr=True, soft_wrap=True)
-    try:
-        report = validate_spec_file(spec_path)
-    except SpecError as error:
-        errors.print(f"[red]{escape(str(error))}[/red]")
-        raise typer.Exit(EXIT_INVALID_SPEC) from None
+    console = PipeSafeConsole(soft_wrap=True)
+    errors = PipeSafeConsole(stderr=True, soft_wrap=True)
+    # Interrupt messages go to stderr, which stays on the terminal when stdout
+    # goes to `tee`, a pipe that Ctrl-C closes too.
+    with handling_interrupts(errors) as interrupts:
+        try:
+            report = validate_spec_file(spec_path)
+        except SpecError as error:
+            errors.print(f"[red]{escape(str(error))}[/red]")
+            raise typer.Exit(EXIT_INVALID_SPEC) from None
 
-    spec = report.spec
-    uri = resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
-    _print_backends(console, uri)
+        spec = report.spec
+        uri = resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
+        _print_backends(console, uri)
+        if not stop_requested():
+            interrupts.prefect_server = start_temporary_prefect_server()
+        resume_command = shlex.join(
+            ["tuneflow", "tune", str(spec_path)]
+            + (["--tracking-uri", tracking_uri] if tracking_uri else [])
+        )
+        result = _run_search(console, errors, spec_path, spec, uri, resume_command)
+
+    print_summary(console, result)
+    if stop_requested():
+        console.print("The search finished before the interrupt could stop it.")
+
+
+def _run_search(
+    console: Console,
+    errors: Console,
+    spec_path: Path,
+    spec: TuningSpec,
+    tracking_uri: str,
+    resume_command: str,
+) -> SearchResult:
+    """Run `tune_flow` with a progress bar; exit with the code of a failure or stop."""
+    from flows.events import listening
+    from flows.tuning import tune_flow
+    from tasks.oracles import planned_num_trials
+    from tasks.spec import SpecError
 
     with _progress(console) as progress:
         listener = ProgressListener(
             progress, spec.objective.name, planned_num_trials(spec)
         )
         try:
+            if stop_requested():
+                raise SearchInterruptedError("The user interrupted the search.")
             with listening(listener):
-                result = tune_flow(str(spec_path), tracking_uri=uri)
+                return tune_flow(str(spec_path), tracking_uri=tracking_uri)
         except SpecError as error:
             errors.print(f"[red]{escape(str(error))}[/red]")
             raise typer.Exit(EXIT_INVALID_SPEC) from None
         except Exception as error:
-            errors.print(f"[red]The search failed: {escape(str(error))}[/red]")
-            raise typer.Exit(EXIT_SEARCH_FAILED) from None
+            if not stop_requested():
+                errors.print(f"[red]The search failed: {escape(str(error))}[/red]")
+                raise typer.Exit(EXIT_SEARCH_FAILED) from None
+            interruption = error
+            progress.update(listener.bar, description="Search interrupted")
 
-    print_summary(console, result)
+    print_interrupted(
+        errors, interruption, spec, listener.search_run_id, resume_command
+    )
+    # The interpreter's last garbage collection, after the atexit handlers,
+    # takes seconds with TensorFlow loaded, to free memory that the exit
+    # frees anyway. Frozen objects are left out of it, and so are their
+    # __del__ methods.
+    gc.freeze()
+    raise typer.Exit(EXIT_INTERRUPTED)
 
 
 @app.command("data-updated")
@@ -193,8 +247,10 @@ class ProgressListener(SearchListener):
         self.progress = progress
         self.objective_name = objective_name
         self.bar = progress.add_task("Starting Prefect and MLflow", total=max_trials)
+        self.search_run_id: str | None = None
 
     def search_started(self, max_trials: int | None, parent_run_id: str) -> None:
+        self.search_run_id = parent_run_id
         self.progress.update(self.bar, description=f"Search run {parent_run_id[:8]}")
 
     def search_resumed(self, num_finished: int) -> None:
@@ -214,7 +270,10 @@ class ProgressListener(SearchListener):
             )
         else:
             message = escape(result["message"] or "")
-            line = f"[red]Trial {result['number']} failed: {message}"
+            outcome = "failed"
+            if result.get("failure_reason") == "timeout":
+                outcome = "timed out"
+            line = f"[red]Trial {result['number']} {outcome}: {message}"
         self.progress.console.print(line)
         self.progress.advance(self.bar)
 
@@ -225,6 +284,33 @@ class ProgressListener(SearchListener):
             self.progress.console.print(
                 f"The oracle stopped the search: {stop_message}."
             )
+
+
+def print_interrupted(
+    console: Console,
+    error: Exception,
+    spec: TuningSpec,
+    search_run_id: str | None,
+    resume_command: str,
+) -> None:
+    """Print what an interrupted search kept and ended, and how to resume it."""
+    console.print(f"[yellow]{escape(str(error))}[/yellow]")
+    if search_run_id is None:
+        console.print("No search run had started in MLflow.")
+    else:
+        console.print(
+            f"Search run {search_run_id} and the trial runs that were running "
+            "ended KILLED in MLflow; finished trial runs keep their models."
+        )
+    if spec.project_name is not None:
+        console.print(
+            f"Resume the search, running the stopped trials again, with: "
+            f"{escape(resume_command)}"
+        )
+    else:
+        console.print(
+            "The spec sets no project_name, so rerunning it starts a new search."
+        )
 
 
 def print_summary(console: Console, result: SearchResult) -> None:

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+import queue
+from typing import Any, NoReturn
 
 from prefect import get_run_logger
-from prefect.futures import PrefectFuture, as_completed, wait
+from prefect.futures import PrefectFuture, wait
+from prefect.task_runners import TaskRunner
+from prefect.utilities.callables import get_call_parameters
 
 from flows.events import notify
 from tasks.data import DataRef
 from tasks.project import SearchProject, unfinished_trials
 from tasks.results import TrialResult
 from tasks.spec import TuningSpec
+from tasks.stop_request import SearchInterruptedError, stop_requested
 from tasks.trial import TrialError, run_trial
 from tasks.trial_plan import plan_trial
 from tuner_core import Oracle, Trial, TrialStatus
 
 TUNER_ID = "tuneflow"
+# How often the flow's main thread wakes up while it waits for a trial. Python
+# runs signal handlers in the main thread only, and a thread blocked on a lock
+# runs none until it wakes, so a Ctrl-C that the OS delivers to another thread
+# would otherwise wait until a trial finishes.
+WAKE_UP_SECONDS = 0.25
 
 
 class SearchFailedError(RuntimeError):
@@ -39,7 +48,9 @@ class TrialLoop:
 
     A resumed search passes its finished trials in `finished`, by trial id,
     and the oracle's trials still RUNNING run first, once more each. With a
-    `project`, the search is saved as each trial starts and ends.
+    `project`, the search is saved as each trial starts and ends. With a
+    `task_runner`, such as a `DaskTaskRunner`, the trial tasks run there
+    instead of in the flow's own task runner.
     """
 
     def __init__(
@@ -52,6 +63,7 @@ class TrialLoop:
         *,
         project: SearchProject | None = None,
         finished: dict[str, TrialResult] | None = None,
+        task_runner: TaskRunner[PrefectFuture[Any]] | None = None,
     ) -> None:
         self.oracle = oracle
         self.spec = spec
@@ -63,7 +75,12 @@ class TrialLoop:
         self.interrupted = unfinished_trials(oracle)
         self.running: dict[PrefectFuture[TrialResult], Trial] = {}
         self.failures: list[TrialResult] = []
+        self.stopped_trials: list[int] = []
+        self.finished_futures: queue.SimpleQueue[PrefectFuture[TrialResult]] = (
+            queue.SimpleQueue()
+        )
         self.task = run_trial.with_options(retries=spec.max_retries_per_trial)
+        self.task_runner = task_runner
 
     def run(self) -> tuple[list[TrialResult], str | None]:
         """Run trials until the oracle stops, and return every result and the reason.
@@ -71,14 +88,17 @@ class TrialLoop:
         Raises:
             SearchFailedError: a trial failed in a way every trial would, or
                 `oracle.max_consecutive_failed_trials` trials failed in a row.
+            SearchInterruptedError: a stop was requested (`tasks.stop_request`).
         """
         self.save()
         stop_message = None
         while True:
             stop_message = self._submit_trials()
+            if stop_requested():
+                self._stop_at_request()
             if not self.running:
                 break
-            self._finish(next(as_completed(list(self.running))))
+            self._finish(self._next_finished())
 
         get_run_logger().info("The oracle stopped the search: %s.", stop_message)
         return self.sorted_results(), stop_message
@@ -98,7 +118,7 @@ class TrialLoop:
         The oracle may stop only until running trials finish (Hyperband waits
         for a round), so the loop requests a trial again after each trial ends.
         """
-        while len(self.running) < self.spec.concurrency:
+        while len(self.running) < self.spec.concurrency and not stop_requested():
             trial = self._next_trial()
             if trial.status == TrialStatus.STOPPED:
                 return trial.message
@@ -131,7 +151,7 @@ class TrialLoop:
         plan = plan_trial(trial, self.results)
         self.save()
         values = trial.hyperparameters.values
-        future = self.task.submit(
+        arguments = (
             trial.number,
             values,
             self.data_ref,
@@ -140,12 +160,31 @@ class TrialLoop:
             self.tracking_uri,
             plan,
         )
+        if self.task_runner is None:
+            future = self.task.submit(*arguments)
+        else:
+            parameters = get_call_parameters(self.task.fn, arguments, {})
+            future = self.task_runner.submit(self.task, parameters)
         self.running[future] = trial
+        future.add_done_callback(self.finished_futures.put)
         notify("trial_started", trial.number, values)
+
+    def _next_finished(self) -> PrefectFuture[TrialResult]:
+        """Wait for a running trial's future to finish, and return it."""
+        while True:
+            try:
+                return self.finished_futures.get(timeout=WAKE_UP_SECONDS)
+            except queue.Empty:
+                continue
 
     def _finish(self, future: PrefectFuture[TrialResult]) -> None:
         trial = self.running.pop(future)
-        result, failure = collect_trial(future, trial, self.oracle)
+        try:
+            result, failure = collect_trial(future, trial, self.oracle)
+        except SearchInterruptedError:
+            # The oracle keeps the trial RUNNING, so a resumed search runs it again.
+            self.stopped_trials.append(trial.number)
+            return
         self.results[trial.trial_id] = result
         self.save()
         notify("trial_finished", result)
@@ -172,19 +211,44 @@ class TrialLoop:
         """Wait for the running trials and record them, before the search stops."""
         wait(list(self.running))
         for future, trial in list(self.running.items()):
-            result, _ = collect_trial(future, trial, self.oracle)
+            try:
+                result, _ = collect_trial(future, trial, self.oracle)
+            except SearchInterruptedError:
+                self.stopped_trials.append(trial.number)
+                continue
             self.results[trial.trial_id] = result
             notify("trial_finished", result)
         self.running.clear()
         self.save()
 
+    def _stop_at_request(self) -> NoReturn:
+        """Wait for the running trials to stop, keep those that finished, and raise."""
+        while self.running:
+            self._finish(self._next_finished())
+        self.save()
+        finished = self.sorted_results()
+        stopped = ", ".join(str(number) for number in self.stopped_trials) or "none"
+        raise SearchInterruptedError(
+            f"The user interrupted the search: {len(finished)} finished trial(s) "
+            f"kept; trial(s) stopped while running: {stopped}.",
+            finished,
+            self.stopped_trials,
+        )
+
 
 def collect_trial(
     future: PrefectFuture[TrialResult], trial: Trial, oracle: Oracle
 ) -> tuple[TrialResult, BaseException | None]:
-    """Report a finished trial to the oracle, returning its result and its error."""
+    """Report a finished trial to the oracle, returning its result and its error.
+
+    Raises:
+        SearchInterruptedError: a stop request stopped the trial. The trial
+            is not reported to the oracle, so it stays RUNNING there.
+    """
     try:
         result = future.result()
+    except SearchInterruptedError:
+        raise
     except Exception as error:
         oracle.end_trial(trial, TrialStatus.FAILED, message=str(error))
         failed = TrialResult(
@@ -198,6 +262,9 @@ def collect_trial(
             model_uri=None,
             message=str(error),
         )
+        failure_reason = getattr(error, "failure_reason", None)
+        if failure_reason is not None:
+            failed["failure_reason"] = failure_reason
         return failed, error
 
     oracle.end_trial(

@@ -18,10 +18,16 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
+from prefect.futures import PrefectFuture
+from prefect.states import Cancelled, State
+from prefect.task_runners import TaskRunner
 
+from flows.dask_engine import check_tracking_store, running_on_dask
 from flows.events import notify
 from flows.trial_loop import TUNER_ID, SearchFailedError, TrialLoop
 from tasks.data import DataRef
+from tasks.gpus import resolve_gpus
+from tasks.interrupted_runs import end_interrupted_search
 from tasks.oracles import (
     DEFAULT_MAX_EPOCHS,
     build_oracle,
@@ -34,10 +40,12 @@ from tasks.preparation import (
     load_data,
     prepare_search_space,
 )
+from tasks.model_uploads import confirm_trial_runs, wait_for_uploads
 from tasks.project import (
     SavedSearch,
     end_interrupted_runs,
     open_project,
+    reopen_trials_without_models,
     resume_oracle,
     unfinished_trials,
 )
@@ -45,6 +53,7 @@ from tasks.results import RegisteredModel, SearchResult, TrialResult
 from tasks.search_space import objective_from_spec
 from tasks.selection import rank_trials, register_best_model, select_best_trial
 from tasks.spec import TuningSpec, load_spec
+from tasks.stop_request import SearchInterruptedError, stop_requested
 from tasks.tracking import (
     end_run,
     ensure_experiment,
@@ -64,23 +73,48 @@ NO_BEST_TAG = "tuneflow.no_best_trial"
 
 
 @flow(name="tune")
-def tune_flow(spec_path: str, tracking_uri: str | None = None) -> SearchResult:
+def tune_flow(
+    spec_path: str, tracking_uri: str | None = None
+) -> SearchResult | State[Any]:
     """Run the search described by the TOML spec file at `spec_path`.
 
     `tracking_uri` overrides the spec's MLflow store. Without either, the flow
-    uses $MLFLOW_TRACKING_URI, then `sqlite:///<cwd>/mlflow.db`.
+    uses $MLFLOW_TRACKING_URI, then `sqlite:///<cwd>/mlflow.db`. Calling the
+    flow returns a `SearchResult`, or raises `SearchInterruptedError` after a
+    stop request (`tasks.stop_request`), and the flow run ends Cancelled.
     """
     spec = load_spec(spec_path)
     spec_text = Path(spec_path).read_text(encoding="utf-8")
-    return run_search(spec, tracking_uri, spec_file=(Path(spec_path).name, spec_text))
+    return run_search_in_flow(
+        spec, tracking_uri, spec_file=(Path(spec_path).name, spec_text)
+    )
 
 
 @flow(name="tune-spec")
-def tune_spec_flow(spec: TuningSpec, tracking_uri: str | None = None) -> SearchResult:
-    """Run the search described by a spec object, for callers without a spec file."""
-    return run_search(
+def tune_spec_flow(
+    spec: TuningSpec, tracking_uri: str | None = None
+) -> SearchResult | State[Any]:
+    """Run the search described by a spec object, for callers without a spec file.
+
+    It returns and raises as `tune_flow` does.
+    """
+    return run_search_in_flow(
         spec, tracking_uri, spec_file=("spec.json", spec.model_dump_json(indent=2))
     )
+
+
+def run_search_in_flow(
+    spec: TuningSpec, tracking_uri: str | None, spec_file: tuple[str, str]
+) -> SearchResult | State[Any]:
+    """Run the search, or return a Cancelled state when the user interrupted it.
+
+    Prefect ends the flow run in the returned state and raises its data, the
+    `SearchInterruptedError`, to the flow's caller.
+    """
+    try:
+        return run_search(spec, tracking_uri, spec_file)
+    except SearchInterruptedError as error:
+        return Cancelled(message=str(error), data=error)
 
 
 def run_search(
@@ -91,9 +125,14 @@ def run_search(
     The data, the search space and a saved search to resume are checked
     before the parent run is created, so a spec that fails them leaves
     nothing behind in MLflow.
+
+    Raises:
+        SearchInterruptedError: a stop was requested (`tasks.stop_request`).
+            The search run and its trial runs still RUNNING end KILLED.
     """
     logger = get_run_logger()
     uri = resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
+    check_tracking_store(spec, uri)
     mlflow.set_tracking_uri(uri)
     objective = objective_from_spec(spec)
     project, saved = open_project(spec, uri)
@@ -122,7 +161,7 @@ def run_search(
         if saved is not None:
             report_resumed_search(client, saved, parent_run_id, finished, oracle)
         warn_ignored_settings(spec)
-        with trial_execution(spec, data_ref):
+        with trial_execution(spec, data_ref, uri) as task_runner:
             notify("search_started", planned_num_trials(spec), parent_run_id)
             if finished:
                 notify("search_resumed", len(finished))
@@ -134,14 +173,30 @@ def run_search(
                 uri,
                 project=project,
                 finished=finished,
+                task_runner=task_runner,
             )
             trials, stop_message = loop.run()
+        wait_for_uploads()
+        trials = confirm_trial_runs(client, parent_run_id, trials)
         notify("search_finished", stop_message)
 
         best, registered = conclude_search(
             client, uri, spec, parent_run_id, trials, objective
         )
+    except SearchInterruptedError:
+        wait_for_uploads()
+        end_interrupted_search(client, parent_run_id)
+        logger.info(
+            "Search run %s ended KILLED: the user interrupted it.", parent_run_id
+        )
+        raise
     except BaseException as error:
+        wait_for_uploads()
+        if stop_requested():
+            end_interrupted_search(client, parent_run_id)
+            raise SearchInterruptedError(
+                f"The search failed after the user interrupted it: {error}"
+            ) from error
         fail_unfinished_runs(client, parent_run_id, error)
         logger.error("Search run %s failed: %s", parent_run_id, error)
         if isinstance(error, SearchFailedError) and error.trials:
@@ -272,6 +327,13 @@ def report_resumed_search(
     killed: list[str] = []
     if saved.search_run_id is not None:
         killed = end_interrupted_runs(client, saved.search_run_id, parent_run_id)
+    reopened = reopen_trials_without_models(oracle, finished, killed)
+    if reopened:
+        get_run_logger().warning(
+            "Trial(s) %s finished training, but the search stopped before their "
+            "models were stored; they run again.",
+            reopened,
+        )
     interrupted = [trial.number for trial in unfinished_trials(oracle)]
     get_run_logger().info(
         "Resuming the search saved in %s: %d finished trial(s) kept, interrupted "
@@ -298,15 +360,22 @@ def warn_ignored_settings(spec: TuningSpec) -> None:
 
 
 @contextlib.contextmanager
-def trial_execution(spec: TuningSpec, data_ref: DataRef) -> Iterator[None]:
+def trial_execution(
+    spec: TuningSpec, data_ref: DataRef, tracking_uri: str
+) -> Iterator[TaskRunner[PrefectFuture[Any]] | None]:
     """Start worker processes for the trials when the spec's settings require them.
 
     Each worker loads the data and builds the search space before its first
     trial. Without worker processes, trials train in the flow's process, one at
-    a time.
+    a time. With engine = "dask", this yields the Dask task runner that the
+    trial tasks go to; otherwise it yields None.
     """
+    if spec.engine == "dask":
+        with running_on_dask(spec, tracking_uri) as task_runner:
+            yield task_runner
+        return
     if not spec.uses_worker_processes():
-        yield
+        yield None
         return
 
     logger = get_run_logger()
@@ -314,7 +383,10 @@ def trial_execution(spec: TuningSpec, data_ref: DataRef) -> Iterator[None]:
         max_workers=spec.concurrency,
         max_trials_per_worker=spec.max_trials_per_worker,
         expected_trials=spec.max_trials,
-        preparation=(prepare_trial_inputs, (data_ref, spec)),
+        preparation=(prepare_trial_inputs, (data_ref, spec, tracking_uri)),
+        finalization=(wait_for_uploads, ()),
+        gpu_ids=resolve_gpus(spec.gpus),
+        trial_timeout_seconds=spec.trial_timeout_seconds,
     ) as workers:
         seconds = workers.warm_up()
         logger.info(
@@ -324,8 +396,10 @@ def trial_execution(spec: TuningSpec, data_ref: DataRef) -> Iterator[None]:
             seconds,
             spec.max_trials_per_worker,
         )
+        if any(gpu is not None for gpu in workers.gpus):
+            logger.info("Worker slots run on GPUs %s, one each.", workers.gpus)
         with running_in_workers(workers):
-            yield
+            yield None
 
 
 def search_params(
@@ -338,6 +412,7 @@ def search_params(
         "max_trials": spec.max_trials,
         "seed": spec.seed,
         "concurrency": spec.concurrency,
+        "engine": spec.engine,
         "objective": objective.name,
         "direction": objective.direction,
         "tune_new_entries": spec.tune_new_entries,
@@ -345,6 +420,7 @@ def search_params(
         "executions_per_trial": spec.executions_per_trial,
         "max_retries_per_trial": spec.max_retries_per_trial,
         "max_consecutive_failed_trials": spec.max_consecutive_failed_trials,
+        "trial_timeout_seconds": spec.trial_timeout_seconds,
         **oracle_options(spec),
         "epochs": spec.fit.epochs if spec.oracle != "hyperband" else None,
         "batch_size": spec.fit.batch_size,
@@ -365,6 +441,10 @@ def search_params(
         params["hypermodel_args"] = spec.hypermodel_args
     if spec.project_name is not None:
         params["project_name"] = spec.project_name
+    if spec.engine == "dask" and spec.dask.address is not None:
+        params["dask.address"] = spec.dask.address
+    elif spec.engine == "dask":
+        params["dask.n_workers"] = spec.dask.n_workers or spec.concurrency
     return params
 
 

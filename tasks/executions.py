@@ -11,10 +11,17 @@ import numpy as np
 
 import tuner_core
 from tasks.data import Dataset
+from tasks.interrupted_runs import StopOnRequest
 from tasks.search_space import compile_overrides_from_spec
 from tasks.spec import TuningSpec
 from tasks.trial_plan import TrialPlan
-from tuner_core import HyperModel, HyperParameters, Objective, TrialOutcome
+from tuner_core import (
+    HyperModel,
+    HyperParameters,
+    Objective,
+    TrialDeadline,
+    TrialOutcome,
+)
 
 # Execution i of a trial trains with seed `trial seed + i * EXECUTION_SEED_STRIDE`.
 EXECUTION_SEED_STRIDE = 10_000
@@ -123,12 +130,15 @@ def run_executions(
     dataset: Dataset,
     callbacks: list[keras.callbacks.Callback],
     seed: int | None,
+    deadline: TrialDeadline | None = None,
 ) -> ExecutionsOutcome:
     """Train `spec.executions_per_trial` models of one configuration.
 
     `callbacks` join the fit of a single execution only. With several
     executions, their per-epoch metrics are averaged after training instead.
     A plan with `initial_model_uri` starts every execution from those weights.
+    A `deadline` limits all executions together, and a stop request
+    (`tasks.stop_request`) stops each of them.
     """
     fit_kwargs: dict[str, Any] = {
         "epochs": plan.epochs if plan.epochs is not None else spec.fit.epochs,
@@ -146,6 +156,8 @@ def run_executions(
         execution_callbacks = list(callbacks) if num_executions == 1 else []
         if initial_weights is not None:
             execution_callbacks.insert(0, initial_weights)
+        # First, so that an epoch that ends after a stop request logs nothing.
+        execution_callbacks.insert(0, StopOnRequest())
         outcome = tuner_core.run_trial(
             hypermodel,
             space,
@@ -158,6 +170,7 @@ def run_executions(
             fit_kwargs=dict(fit_kwargs),
             callbacks=execution_callbacks,
             seed=None if seed is None else seed + EXECUTION_SEED_STRIDE * execution,
+            deadline=deadline,
         )
         outcomes.append(outcome)
     return ExecutionsOutcome(outcomes, objective, initial_epoch=plan.initial_epoch)

@@ -19,7 +19,8 @@ class TrialResult(TypedDict):
     logged model is the best execution's. `optimizer` names the optimizer class
     and learning rate the model trained with. `schedule` contains a Hyperband
     trial's `epochs`, `initial_epoch`, `bracket`, `round` and, for a trial
-    that continues another, `continued_trial`.
+    that continues another, `continued_trial`. `failure_reason` is "timeout"
+    for a failed trial that ran past `trial_timeout_seconds`.
     """
 
     number: int
@@ -34,6 +35,7 @@ class TrialResult(TypedDict):
     execution_scores: NotRequired[list[float]]
     optimizer: NotRequired[dict[str, Any]]
     schedule: NotRequired[dict[str, int]]
+    failure_reason: NotRequired[str]
 
 
 class RegisteredModel(BaseModel):

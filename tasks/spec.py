@@ -36,6 +36,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = [
     "CompileSpec",
+    "DaskSpec",
     "DataSpec",
     "FitSpec",
     "HyperparameterSpec",
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 OracleName = Literal["random", "grid", "bayesian", "hyperband"]
+EngineName = Literal["local", "dask"]
 
 DataSource = Literal["digits", "npz", "csv"]
 HYPERPARAMETER_TYPES = ("Int", "Float", "Choice", "Boolean", "Fixed")
@@ -73,6 +75,10 @@ _REQUIRED_BY_TYPE = {
 _SUFFIX_SOURCES = {".npz": "npz", ".csv": "csv"}
 DEFAULT_MAX_TRIALS = 10
 PROJECT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# A Dask scheduler address: an optional protocol, a host or [IPv6] address, a port.
+DASK_ADDRESS_PATTERN = re.compile(
+    r"(?:(?:tcp|tls|ws|wss|ucx)://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}"
+)
 # The example value that the error for a count below 1 suggests (10 otherwise).
 _POSITIVE_EXAMPLES = {
     "concurrency": 1,
@@ -82,6 +88,15 @@ _POSITIVE_EXAMPLES = {
     "max_epochs": 27,
     "hyperband_iterations": 1,
 }
+
+
+def _is_gpu_id(value: Any) -> bool:
+    """Return whether `value` can be one CUDA_VISIBLE_DEVICES entry."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value >= 0
+    if not isinstance(value, str) or not value or value.startswith("-"):
+        return False
+    return "," not in value and not any(char.isspace() for char in value)
 
 
 class _Section(BaseModel):
@@ -373,6 +388,40 @@ class MlflowSpec(_Section):
         return value
 
 
+class DaskSpec(_Section):
+    """The `[dask]` table: the Dask cluster that runs the trials when engine = "dask".
+
+    Without an `address`, the flow starts a local cluster of `n_workers` worker
+    processes with one thread each, and stops it after the search.
+    """
+
+    address: str | None = None
+    n_workers: StrictInt | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _check_address(cls, value: str | None) -> str | None:
+        if value is not None and not DASK_ADDRESS_PATTERN.fullmatch(value):
+            raise ValueError(
+                "must be a Dask scheduler address with a host and a port. Received: "
+                f"address={value!r}. Write the address that `dask scheduler` prints, "
+                "e.g. 'tcp://127.0.0.1:8786', or remove address to start a local "
+                "cluster."
+            )
+        return value
+
+    @field_validator("n_workers")
+    @classmethod
+    def _check_n_workers(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(
+                f"must be at least 1. Received: n_workers={value!r}. Set the number "
+                "of worker processes of the local cluster, e.g. n_workers = 2, or "
+                "remove n_workers to start one per concurrent trial."
+            )
+        return value
+
+
 class TuningSpec(_Section):
     """A whole tuning job: data, hypermodel, search space, objective and tracking."""
 
@@ -399,6 +448,11 @@ class TuningSpec(_Section):
     executions_per_trial: StrictInt = 1
     max_retries_per_trial: StrictInt = 0
     max_consecutive_failed_trials: StrictInt = 3
+    trial_timeout_seconds: float | None = Field(
+        default=None,
+        description="Seconds one trial may take. A trial past it stops and fails "
+        "with the reason 'timeout'. None for no limit.",
+    )
     num_initial_points: StrictInt | None = None
     alpha: float | None = None
     beta: float | None = None
@@ -409,8 +463,19 @@ class TuningSpec(_Section):
     overwrite: StrictBool = False
     directory: Path | None = None
     concurrency: StrictInt = 1
+    gpus: Literal["auto"] | list[StrictInt | str] = Field(
+        default="auto",
+        description="GPUs for the worker processes, one per concurrent trial: "
+        "'auto' for the visible ones, a list of ids, or [] to pin none.",
+    )
     worker_processes: StrictBool | None = None
     max_trials_per_worker: StrictInt = 20
+    engine: EngineName = Field(
+        default="local",
+        description="Where trials run: 'local' on this machine, 'dask' on the "
+        "Dask cluster of the [dask] table.",
+    )
+    dask: DaskSpec = Field(default_factory=DaskSpec)
     fit: FitSpec = Field(default_factory=FitSpec)
     compile: CompileSpec = Field(default_factory=CompileSpec)
     mlflow: MlflowSpec = Field(default_factory=MlflowSpec)
@@ -467,6 +532,61 @@ class TuningSpec(_Section):
             )
         return value
 
+    @field_validator("trial_timeout_seconds", mode="before")
+    @classmethod
+    def _check_trial_timeout(cls, value: Any) -> Any:
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if value is not None and (
+            not is_number or not math.isfinite(value) or value <= 0
+        ):
+            raise ValueError(
+                "must be a number of seconds above 0. Received: "
+                f"trial_timeout_seconds={value!r}. Set the seconds one trial may "
+                "take, e.g. trial_timeout_seconds = 600, or remove it for no limit."
+            )
+        return value
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _check_gpus_form(cls, value: Any) -> Any:
+        if value == "auto" or (
+            isinstance(value, list)
+            and all(_is_gpu_id(gpu) for gpu in value)
+            and len({str(gpu) for gpu in value}) == len(value)
+        ):
+            return value
+        raise ValueError(
+            "must be 'auto' or a list of distinct GPU ids. Received: "
+            f"gpus={value!r}. Write gpus = 'auto' to use the visible GPUs, "
+            "gpus = [0, 1] to choose GPUs by index (or by UUID string), or "
+            "gpus = [] to pin no GPU."
+        )
+
+    @model_validator(mode="after")
+    def _check_gpu_count(self) -> TuningSpec:
+        from tasks.gpus import gpu_shortage_message, resolve_gpus
+
+        if self.engine != "local":
+            if self.gpus != "auto" and self.gpus:
+                raise ValueError(
+                    "gpus: applies only to engine = 'local', because the Dask "
+                    f"workers choose their own devices. Received: gpus={self.gpus!r} "
+                    f"with engine={self.engine!r}. Remove gpus."
+                )
+            return self
+        if self.gpus != "auto" and self.gpus and self.concurrency == 1:
+            if self.worker_processes is not True:
+                raise ValueError(
+                    "gpus: pins worker processes, but with concurrency = 1 and no "
+                    "worker_processes = true the trials may run in the flow's "
+                    f"process, which sees every GPU. Received: gpus={self.gpus!r}. "
+                    "Add worker_processes = true, or remove gpus."
+                )
+        gpu_ids = resolve_gpus(self.gpus)
+        if gpu_ids and self.concurrency > len(gpu_ids):
+            raise ValueError(f"gpus: {gpu_shortage_message(gpu_ids, self.concurrency)}")
+        return self
+
     @field_validator("factor")
     @classmethod
     def _check_factor(cls, value: int | None) -> int | None:
@@ -514,6 +634,25 @@ class TuningSpec(_Section):
             raise SpecError(problems)
         if self.max_trials is None and self.oracle in ("random", "bayesian"):
             self.max_trials = DEFAULT_MAX_TRIALS
+        return self
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _check_engine(cls, value: Any) -> Any:
+        if value not in get_args(EngineName):
+            raise ValueError(
+                f"unknown engine. Received: engine={value!r}. Use 'local' to run "
+                "trials on this machine, or 'dask' to run them on a Dask cluster."
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_engine_options(self) -> TuningSpec:
+        from tasks.spec_checks import engine_option_problems
+
+        problems = engine_option_problems(self)
+        if problems:
+            raise SpecError(problems)
         return self
 
     @model_validator(mode="after")
@@ -573,9 +712,17 @@ class TuningSpec(_Section):
 
         By default they do when trials run concurrently, or when the search is
         long enough that TensorFlow's memory growth in one process matters.
+        With engine = "dask", the Dask worker processes run the trials instead.
         """
+        if self.engine == "dask":
+            return False
         if self.worker_processes is None:
-            return self.concurrency > 1 or self.max_trials > self.max_trials_per_worker
+            from tasks.oracles import planned_num_trials
+
+            planned = planned_num_trials(self)
+            # A grid without max_trials is sized by its search space: assume long.
+            long_search = planned is None or planned > self.max_trials_per_worker
+            return self.concurrency > 1 or long_search
         return self.worker_processes
 
 

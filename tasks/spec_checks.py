@@ -99,3 +99,41 @@ def oracle_option_problems(spec: TuningSpec) -> list[str]:
                     f"remove {option}."
                 )
     return problems
+
+
+def engine_option_problems(spec: TuningSpec) -> list[str]:
+    """Report options that the spec's engine does not use.
+
+    Options are compared with their defaults, not checked for presence, so a
+    spec that went through `model_dump` validates again.
+    """
+    from tasks.spec import DaskSpec
+
+    if spec.engine == "local":
+        if spec.dask == DaskSpec():
+            return []
+        return [
+            "dask: applies only to engine = 'dask'. Received: a [dask] table with "
+            "engine='local'. Add engine = 'dask' to run the trials on Dask, or "
+            "remove the [dask] table."
+        ]
+
+    problems = []
+    if spec.dask.address is not None and spec.dask.n_workers is not None:
+        problems.append(
+            "dask.n_workers: sizes the local cluster that the flow starts, so it "
+            "does not apply to the cluster at an address. Received: "
+            f"n_workers={spec.dask.n_workers} with address={spec.dask.address!r}. "
+            "Remove n_workers and size that cluster where it runs, or remove "
+            "address to start a local cluster."
+        )
+    for option in ("worker_processes", "max_trials_per_worker"):
+        value = getattr(spec, option)
+        if value != type(spec).model_fields[option].default:
+            toml_value = str(value).lower() if isinstance(value, bool) else value
+            problems.append(
+                f"{option}: applies only to engine = 'local', because Dask worker "
+                f"processes run the trials with engine = 'dask'. Received: "
+                f"{option}={toml_value} with engine='dask'. Remove {option}."
+            )
+    return problems

@@ -7,6 +7,7 @@ same task can run in another process or on another machine.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -15,12 +16,13 @@ from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NONE
 from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import task_run as current_task_run
-from prefect.states import State
+from prefect.states import Cancelled, State
 
 from tasks.data import DataRef
 from tasks.results import TrialResult
 from tasks.spec import TuningSpec
-from tasks.trial_execution import TrialError, execute_trial
+from tasks.stop_request import SearchInterruptedError, stop_requested
+from tasks.trial_execution import TrialError, execute_trial, execute_trial_in_workers
 from tasks.trial_plan import TrialPlan
 from tasks.workers import TrialWorkers
 
@@ -36,6 +38,9 @@ __all__ = [
 _trial_workers: ContextVar[TrialWorkers | None] = ContextVar(
     "tuneflow_trial_workers", default=None
 )
+# Trials that train in this process take turns, because they share Keras's
+# global state. A Dask worker with several threads would otherwise run them at once.
+_in_process_trial_lock = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -54,8 +59,11 @@ def is_retryable(
     """Return whether a failed trial task may run again (Prefect's retry condition).
 
     A `TrialError` that a retry would repeat is final: a fatal error, or a
-    `tuner_core.FailedTrialError`. Any other error may be transient.
+    `tuner_core.FailedTrialError`. Any other error may be transient. No trial
+    runs again after a stop request (`tasks.stop_request`).
     """
+    if stop_requested():
+        return False
     error = state.data
     return not isinstance(error, TrialError) or error.retryable
 
@@ -74,12 +82,18 @@ def run_trial(
     parent_run_id: str,
     tracking_uri: str,
     plan: TrialPlan | None = None,
-) -> TrialResult:
+) -> TrialResult | State[Any]:
     """Train one configuration and record it as a child run of the search.
 
     Inside `running_in_workers`, the training runs in a worker process and this
-    task waits for it. Each retry of the task is a new attempt with its own
-    child run. Set the number of retries with `run_trial.with_options`.
+    task waits for it. Otherwise it runs in this process, such as a Dask
+    worker's, one trial at a time. Each retry of the task is a new attempt with
+    its own child run. Set the number of retries with `run_trial.with_options`.
+
+    A trial stopped by a stop request (`tasks.stop_request`) ends its task run
+    Cancelled, and its future's `result()` raises `SearchInterruptedError`.
+    So does a trial that fails after the request, such as in a worker process
+    that the interrupt ended, so that a resumed search runs it again.
     """
     run_logger = get_run_logger()
     attempt = current_task_run.get_run_count()
@@ -87,11 +101,18 @@ def run_trial(
     arguments = (
         trial_number, values, data_ref, spec, parent_run_id, tracking_uri, plan
     )
-    workers = _trial_workers.get()
-    if workers is None:
-        result = execute_trial(*arguments)
-    else:
-        result = workers.submit(execute_trial, *arguments).result()
+    try:
+        result = _train(arguments)
+    except SearchInterruptedError as error:
+        return Cancelled(message=str(error), data=error)
+    except Exception as error:
+        if not stop_requested():
+            raise
+        interrupted = SearchInterruptedError(
+            f"Trial {trial_number} failed after the user interrupted the search: "
+            f"{type(error).__name__}: {error}"
+        )
+        return Cancelled(message=str(interrupted), data=interrupted)
     run_logger.info(
         "Trial %d finished with %s=%.6g at epoch %d and hyperparameters %s (run %s).",
         trial_number,
@@ -102,3 +123,17 @@ def run_trial(
         result["run_id"],
     )
     return result
+
+
+def _train(arguments: tuple[Any, ...]) -> TrialResult:
+    """Run the trial in the processes of `running_in_workers`, else in this one.
+
+    This is a module function, not inline in `run_trial`, because a Dask worker
+    receives `run_trial` pickled by value with the globals that it names, and
+    neither a ContextVar nor a lock can be pickled.
+    """
+    workers = _trial_workers.get()
+    if workers is not None:
+        return execute_trial_in_workers(workers, *arguments)
+    with _in_process_trial_lock:
+        return execute_trial(*arguments)

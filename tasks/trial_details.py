@@ -10,11 +10,10 @@ import time
 from typing import Any
 
 import numpy as np
-from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 
 from tasks.executions import ExecutionsOutcome
-from tasks.trial_plan import TrialPlan
+from tasks.tracking import RunRecords
 
 EXECUTION_SCORE_METRIC = "execution_score"
 OBJECTIVE_NAN_TAG = "tuneflow.objective_nan"
@@ -22,42 +21,39 @@ OPTIMIZER_TAG = "tuneflow.optimizer"
 LEARNING_RATE_TAG = "tuneflow.learning_rate"
 
 
-def log_trial_plan(client: MlflowClient, run_id: str, plan: TrialPlan) -> None:
-    """Tag a trial run with its attempt and, under Hyperband, its epoch budget."""
-    tags = [RunTag(key, value) for key, value in plan.tags().items()]
-    client.log_batch(run_id, tags=tags)
-
-
-def log_executions(
-    client: MlflowClient, run_id: str, executions: ExecutionsOutcome
-) -> None:
-    """Log each execution's score, the optimizer used, and a NaN objective.
+def execution_records(executions: ExecutionsOutcome) -> RunRecords:
+    """Return each execution's score, the optimizer used, and a NaN objective.
 
     `execution_score` has one value per execution, with step = execution
     index. With several executions, the per-epoch metrics are their means,
-    logged with step = epoch.
+    with step = epoch; see `mean_epoch_metrics`.
     """
     timestamp = int(time.time() * 1000)
-    metrics = [
-        Metric(EXECUTION_SCORE_METRIC, float(score), timestamp, index)
-        for index, score in enumerate(executions.scores)
-    ]
+    records = RunRecords(
+        metrics=[
+            Metric(EXECUTION_SCORE_METRIC, float(score), timestamp, index)
+            for index, score in enumerate(executions.scores)
+        ],
+        tags=[
+            RunTag(key, value)
+            for key, value in optimizer_tags(executions.best.optimizer).items()
+        ],
+    )
     if len(executions.outcomes) > 1:
-        for name, history in executions.mean_history().items():
-            metrics.extend(
-                Metric(name, value, timestamp, executions.initial_epoch + index)
-                for index, value in enumerate(history)
-            )
-
-    tags = [
-        RunTag(key, value)
-        for key, value in optimizer_tags(executions.best.optimizer).items()
-    ]
-    if len(executions.outcomes) > 1:
-        tags.append(RunTag("tuneflow.best_execution", str(executions.best_index)))
+        records.metrics.extend(mean_epoch_metrics(executions, timestamp))
+        records.tags.append(RunTag("tuneflow.best_execution", str(executions.best_index)))
     if executions.is_nan():
-        tags.append(RunTag(OBJECTIVE_NAN_TAG, "true"))
-    client.log_batch(run_id, metrics=metrics, tags=tags)
+        records.tags.append(RunTag(OBJECTIVE_NAN_TAG, "true"))
+    return records
+
+
+def mean_epoch_metrics(executions: ExecutionsOutcome, timestamp: int) -> list[Metric]:
+    """Return the per-epoch metrics averaged over executions, with step = epoch."""
+    return [
+        Metric(name, value, timestamp, executions.initial_epoch + index)
+        for name, history in executions.mean_history().items()
+        for index, value in enumerate(history)
+    ]
 
 
 def describe_optimizer(config: Any) -> dict[str, Any]:

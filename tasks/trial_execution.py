@@ -5,6 +5,7 @@ This module imports no Prefect, so a spawned worker process starts faster.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -15,17 +16,29 @@ import tuner_core
 from tasks.data import DataRef, load_dataset
 from tasks.results import TrialResult
 from tasks.executions import run_executions
+from tasks.gpus import gpu_tags
+from tasks.interrupted_runs import end_interrupted_run
+from tasks.model_uploads import submit_upload, upload_then_end_run
 from tasks.search_space import cached_search_space, objective_from_spec
 from tasks.spec import TuningSpec
+from tasks.stop_request import SearchInterruptedError, stop_requested
 from tasks.tracking import (
     EpochMetricsLogger,
     end_run,
-    log_trial_model,
-    log_trial_outcome,
+    create_trial_model,
+    outcome_records,
     start_trial_run,
 )
-from tasks.trial_details import describe_optimizer, log_executions, log_trial_plan
+from tasks.trial_details import describe_optimizer, execution_records
 from tasks.trial_plan import TrialPlan
+from tasks.trial_timeouts import (
+    STOPPED_BY_KILL,
+    STOPPED_IN_TRAINING,
+    find_running_trial_run,
+    log_timeout,
+    trial_deadline,
+)
+from tasks.workers import TrialWorkers, WorkerTimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +86,34 @@ def _rebuild_trial_error(message: str, arguments: dict[str, Any]) -> TrialError:
     return TrialError(message, **arguments)
 
 
+class TimedOutTrialError(TrialError, TimeoutError):
+    """Error for a trial that ran past `trial_timeout_seconds`, which is not retried.
+
+    Being a TimeoutError, it makes Prefect name the task run's state TimedOut.
+    """
+
+    failure_reason = "timeout"
+
+    def __init__(self, message: str, *, trial_number: int, run_id: str | None) -> None:
+        super().__init__(
+            message,
+            trial_number=trial_number,
+            run_id=run_id,
+            error_type=type(self).__name__,
+            fatal=False,
+            retryable=False,
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_timed_out_error, (str(self), self.trial_number, self.run_id))
+
+
+def _rebuild_timed_out_error(
+    message: str, trial_number: int, run_id: str | None
+) -> TimedOutTrialError:
+    return TimedOutTrialError(message, trial_number=trial_number, run_id=run_id)
+
+
 def execute_trial(
     trial_number: int,
     values: dict[str, Any],
@@ -90,7 +131,14 @@ def execute_trial(
 
     Raises:
         TrialError: training or logging failed. The child run ends as FAILED.
+        SearchInterruptedError: a stop was requested (`tasks.stop_request`).
+            A trial that had started training ends its run KILLED.
     """
+    if stop_requested():
+        raise SearchInterruptedError(
+            f"Trial {trial_number} did not start, because the user interrupted "
+            "the search."
+        )
     # NOTE: MLflow's model logging reads a process-wide tracking URI, so one
     # process tracks one store at a time.
     mlflow.set_tracking_uri(tracking_uri)
@@ -100,8 +148,9 @@ def execute_trial(
     objective = objective_from_spec(spec)
     plan = plan or TrialPlan()
 
-    run_id, experiment_id = start_trial_run(client, parent_run_id, trial_number, values)
-    log_trial_plan(client, run_id, plan)
+    run_id, experiment_id = start_trial_run(
+        client, parent_run_id, trial_number, values, tags={**plan.tags(), **gpu_tags()}
+    )
     logger.info(
         "Trial %d started (run %s) with values %s.", trial_number, run_id, values
     )
@@ -116,26 +165,50 @@ def execute_trial(
             dataset=dataset,
             callbacks=[EpochMetricsLogger(client, run_id)],
             seed=None if spec.seed is None else spec.seed + trial_number,
+            deadline=trial_deadline(spec),
         )
         outcome = executions.best
-        log_executions(client, run_id, executions)
-        log_trial_outcome(
-            client,
-            run_id,
-            objective_name=objective.name,
-            score=executions.score,
-            best_epoch=outcome.best_epoch,
-            values=outcome.hyperparameters,
-            logged_values=values,
+        # One batch for what training produced: each MLflow write to a SQLite
+        # store costs milliseconds. It comes before the model, whose metrics
+        # MLflow copies from the run's metrics at the best epoch.
+        records = execution_records(executions)
+        records.extend(
+            outcome_records(
+                objective_name=objective.name,
+                score=executions.score,
+                best_epoch=outcome.best_epoch,
+                values=outcome.hyperparameters,
+                logged_values=values,
+            )
         )
-        model_info = log_trial_model(
+        records.write(client, run_id)
+        model_id = create_trial_model(
+            run_id=run_id, experiment_id=experiment_id, trial_number=trial_number
+        )
+        upload = functools.partial(
+            upload_then_end_run,
+            client,
             outcome.model,
+            model_id=model_id,
             run_id=run_id,
-            experiment_id=experiment_id,
             trial_number=trial_number,
             sample_x=dataset.x_val[:SIGNATURE_SAMPLES],
             best_epoch=outcome.best_epoch,
         )
+        if uploads_in_background(spec):
+            submit_upload(upload)
+        else:
+            upload()
+    except SearchInterruptedError as error:
+        end_interrupted_run(client, run_id)
+        logger.info("Trial %d stopped (run %s): %s", trial_number, run_id, error)
+        raise SearchInterruptedError(
+            f"Trial {trial_number} stopped (MLflow run {run_id} ended KILLED): {error}"
+        ) from error
+    except tuner_core.TrialTimeoutError as error:
+        raise end_timed_out_trial(
+            client, run_id, trial_number, error, STOPPED_IN_TRAINING
+        ) from error
     except Exception as error:
         end_run(client, run_id, "FAILED", error)
         logger.error("Trial %d failed (run %s): %s", trial_number, run_id, error)
@@ -152,7 +225,6 @@ def execute_trial(
         end_run(client, run_id, "FAILED", error)
         raise
 
-    end_run(client, run_id, "FINISHED")
     result = TrialResult(
         number=trial_number,
         status="COMPLETED",
@@ -161,7 +233,7 @@ def execute_trial(
         best_epoch=int(outcome.best_epoch),
         metrics=executions.best_epoch_metrics(),
         run_id=run_id,
-        model_uri=model_info.model_uri,
+        model_uri=f"models:/{model_id}",
         message=None,
         execution_scores=[float(score) for score in executions.scores],
         optimizer=describe_optimizer(outcome.optimizer),
@@ -172,7 +244,111 @@ def execute_trial(
     return result
 
 
-def prepare_trial_inputs(data_ref: DataRef, spec: TuningSpec) -> None:
-    """Load the data set and build the search space into this process's caches."""
-    load_dataset(data_ref)
+def uploads_in_background(spec: TuningSpec) -> bool:
+    """Return whether a trial's model is stored while the next trial trains.
+
+    Hyperband's later rounds start from earlier trials' models, so its uploads
+    finish before the trial returns, and so do those of trials on Dask, whose
+    worker processes outlive the flow that would wait for them.
+    """
+    return spec.oracle != "hyperband" and spec.engine != "dask"
+
+
+def prepare_trial_inputs(
+    data_ref: DataRef, spec: TuningSpec, tracking_uri: str | None = None
+) -> None:
+    """Ready a worker process for its first trial, before any trial's clock starts.
+
+    Loads the data set and builds the search space into this process's caches.
+    With `tracking_uri`, also opens the MLflow store (its schema check took
+    0.6 s in a new process, measured) and runs one tiny fit, which pays
+    TensorFlow's one-time start-up in this process.
+    """
+    dataset = load_dataset(data_ref)
     cached_search_space(spec)
+    if tracking_uri is None:
+        return
+    mlflow.set_tracking_uri(tracking_uri)
+    MlflowClient(tracking_uri).search_experiments(max_results=1)
+    warm_up_tensorflow(dataset.x_train[:8])
+
+
+def warm_up_tensorflow(sample_x: Any) -> None:
+    """Fit a one-layer model for one step, then reset Keras's state."""
+    import keras
+    import numpy as np
+
+    from tuner_core._session import reset_keras_session
+
+    model = keras.Sequential(
+        [keras.Input(sample_x.shape[1:]), keras.layers.Flatten(), keras.layers.Dense(1)]
+    )
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(sample_x, np.zeros(len(sample_x)), epochs=1, verbose=0)
+    reset_keras_session()
+
+
+def end_timed_out_trial(
+    client: MlflowClient,
+    run_id: str,
+    trial_number: int,
+    error: tuner_core.TrialTimeoutError | WorkerTimeoutError,
+    stopped_by: str,
+    timeout_seconds: float | None = None,
+) -> TimedOutTrialError:
+    """End a timed-out trial's run as FAILED with the timeout tags, return its error."""
+    limit = getattr(error, "timeout_seconds", timeout_seconds)
+    if limit is not None:
+        log_timeout(client, run_id, limit, stopped_by)
+    end_run(client, run_id, "FAILED", error)
+    logger.error("Trial %d timed out (run %s): %s", trial_number, run_id, error)
+    return TimedOutTrialError(
+        f"Trial {trial_number} timed out (MLflow run {run_id}): "
+        f"{type(error).__name__}: {error}",
+        trial_number=trial_number,
+        run_id=run_id,
+    )
+
+
+def execute_trial_in_workers(
+    workers: TrialWorkers,
+    trial_number: int,
+    values: dict[str, Any],
+    data_ref: DataRef,
+    spec: TuningSpec,
+    parent_run_id: str,
+    tracking_uri: str,
+    plan: TrialPlan | None = None,
+) -> TrialResult:
+    """Run `execute_trial` in a worker process and wait for its result.
+
+    A worker process killed at the hard time limit leaves the trial's run
+    RUNNING. This ends that run as a timed-out trial.
+
+    Raises:
+        TrialError: the trial failed, or timed out (`TimedOutTrialError`).
+    """
+    arguments = (
+        trial_number, values, data_ref, spec, parent_run_id, tracking_uri, plan
+    )
+    try:
+        return workers.submit(execute_trial, *arguments).result()
+    except WorkerTimeoutError as error:
+        client = MlflowClient(tracking_uri)
+        attempt = (plan or TrialPlan()).attempt
+        run_id = find_running_trial_run(client, parent_run_id, trial_number, attempt)
+        if run_id is None:
+            raise TimedOutTrialError(
+                f"Trial {trial_number} timed out, and no RUNNING MLflow run of "
+                f"it was left to end: {error}",
+                trial_number=trial_number,
+                run_id=None,
+            ) from error
+        raise end_timed_out_trial(
+            client,
+            run_id,
+            trial_number,
+            error,
+            STOPPED_BY_KILL,
+            timeout_seconds=spec.trial_timeout_seconds,
+        ) from error

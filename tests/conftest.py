@@ -24,6 +24,16 @@ TESTS_DIR = str(Path(__file__).parent)
 if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
 
+from server_processes import (  # noqa: E402
+    OFFLINE_ENVIRONMENT,
+    VENV_BIN,
+    ServerProcess,
+    free_port,
+    start_process,
+    stop_process,
+    wait_for_health,
+)
+
 
 @pytest.fixture(scope="session")
 def prefect_backend() -> Iterator[None]:
@@ -80,3 +90,39 @@ def digits_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
         y=digits.target[:400].astype(np.int64),
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def server_environment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Return the environment for the servers and the processes that talk to them."""
+    prefect_home = tmp_path_factory.mktemp("prefect-home")
+    return {**os.environ, **OFFLINE_ENVIRONMENT, "PREFECT_HOME": str(prefect_home)}
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(
+    server_environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """Start `mlflow server` with a SQLite store on a free port of 127.0.0.1."""
+    port = free_port()
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    log_path = folder / "server.log"
+    process = start_process(
+        [str(VENV_BIN / "mlflow"), "server",
+         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+         "--artifacts-destination", str(folder / "artifacts"),
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        server_environment,
+        log_path,
+    )
+    try:
+        wait_for_health(f"http://127.0.0.1:{port}/health", process, log_path)
+        yield ServerProcess(url=f"http://127.0.0.1:{port}", log_path=log_path)
+    finally:
+        stop_process(process)
+
+
+@pytest.fixture(scope="session")
+def mlflow_tracking_uri(mlflow_server: ServerProcess) -> str:
+    """Return the URL of the session's MLflow tracking server."""
+    return mlflow_server.url

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -174,3 +175,101 @@ class LoggedFitModel(HyperModel):
         if num_fits == int(os.environ.get("TUNEFLOW_TEST_KILL_AT_FIT", "0")):
             os.kill(os.getpid(), signal.SIGKILL)
         return model.fit(*args, **kwargs)
+
+
+class SlowFitModel(HyperModel):
+    """Trains the tiny model, slowly or hung for chosen `units`, logging each batch.
+
+    The environment sets the log file (TUNEFLOW_TEST_BATCH_LOG), which gets one
+    JSON line when a fit starts and one per finished training batch, with the
+    units, the process id and the wall-clock time. A model whose units equal
+    TUNEFLOW_TEST_SLOW_UNITS sleeps 0.1 s after every batch and trains the
+    spec's epochs. One whose units equal TUNEFLOW_TEST_HANG_UNITS sleeps 60 s
+    before its first batch, as a hung step would. Others train 2 epochs.
+    """
+
+    def build(self, hp: HyperParameters) -> keras.Model:
+        return build_tiny_model(hp)
+
+    def fit(self, hp: HyperParameters, model: Any, *args: Any, **kwargs: Any) -> Any:
+        units = str(hp.get("units"))
+        slow = units == os.environ.get("TUNEFLOW_TEST_SLOW_UNITS")
+        hang = units == os.environ.get("TUNEFLOW_TEST_HANG_UNITS")
+        if not slow and not hang:
+            kwargs["epochs"] = 2
+        recorder = _BatchRecorder(
+            Path(os.environ["TUNEFLOW_TEST_BATCH_LOG"]),
+            units=int(units),
+            batch_seconds=0.1 if slow else 0.0,
+            hang_seconds=60.0 if hang else 0.0,
+        )
+        callbacks = [*kwargs.pop("callbacks", []), recorder]
+        return model.fit(*args, callbacks=callbacks, **kwargs)
+
+
+class _BatchRecorder(keras.callbacks.Callback):
+    """Logs fit starts and batch ends, and sleeps per batch or before the first."""
+
+    def __init__(
+        self, log_file: Path, *, units: int, batch_seconds: float, hang_seconds: float
+    ) -> None:
+        super().__init__()
+        self.log_file = log_file
+        self.units = units
+        self.batch_seconds = batch_seconds
+        self.hang_seconds = hang_seconds
+
+    def _record(self, event: str) -> None:
+        entry = {
+            "event": event,
+            "units": self.units,
+            "pid": os.getpid(),
+            "time": time.time(),
+        }
+        with self.log_file.open("a", encoding="utf-8") as log:
+            log.write(json.dumps(entry) + "\n")
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._record("fit")
+
+    def on_train_batch_begin(
+        self, batch: int, logs: dict[str, Any] | None = None
+    ) -> None:
+        if self.hang_seconds:
+            hang_seconds, self.hang_seconds = self.hang_seconds, 0.0
+            time.sleep(hang_seconds)
+
+    def on_train_batch_end(
+        self, batch: int, logs: dict[str, Any] | None = None
+    ) -> None:
+        time.sleep(self.batch_seconds)
+        self._record("batch")
+
+
+class GlobalStateModel(HyperModel):
+    """Records the Keras global state each build starts from, then changes it.
+
+    Each build appends to TUNEFLOW_TEST_STATE_LOG a JSON line with the process
+    id, CUDA_VISIBLE_DEVICES, `keras.config.epsilon()`,
+    `keras.config.image_data_format()` and the automatic name of a new Dense
+    layer. After building, it sets epsilon to 0.5 and the image data format to
+    "channels_first", which a later trial would see if nothing restored them.
+    """
+
+    def build(self, hp: HyperParameters) -> keras.Model:
+        entry = {
+            "pid": os.getpid(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "epsilon": keras.config.epsilon(),
+            "image_data_format": keras.config.image_data_format(),
+            "layer_name": keras.layers.Dense(1).name,
+            "units": hp.get("units") if "units" in hp.values else None,
+        }
+        model = build_tiny_model(hp)
+        keras.config.set_epsilon(0.5)
+        keras.config.set_image_data_format("channels_first")
+        entry["epsilon_after_build"] = keras.config.epsilon()
+        log_file = Path(os.environ["TUNEFLOW_TEST_STATE_LOG"])
+        with log_file.open("a", encoding="utf-8") as log:
+            log.write(json.dumps(entry) + "\n")
+        return model

@@ -12,11 +12,13 @@ from tuner_core._compile import (
     find_override_conflicts,
 )
 from tuner_core._conditions import Parent
+from tuner_core._deadline import TrialDeadline
 from tuner_core._errors import (
     FailedTrialError,
     ObjectiveNotFoundError,
     SearchSpaceChangedError,
     SearchSpaceConflictError,
+    TrialTimeoutError,
 )
 from tuner_core._grid_search_tuner import GridSearch
 from tuner_core._hp_types import Boolean, Choice, Fixed, Float, HyperParameter, Int
@@ -73,8 +75,10 @@ __all__ = [
     "SearchSpaceChangedError",
     "SearchSpaceConflictError",
     "Trial",
+    "TrialDeadline",
     "TrialOutcome",
     "TrialStatus",
+    "TrialTimeoutError",
     "Tuner",
     "apply_compile_overrides",
     "build_search_space",

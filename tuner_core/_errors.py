@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class FailedTrialError(Exception):
     """Marks the current trial failed without retrying it.
@@ -21,3 +23,35 @@ class SearchSpaceConflictError(ValueError):
 
 class SearchSpaceChangedError(ValueError):
     """A resumed search found a search space that differs from the saved one."""
+
+
+class TrialTimeoutError(FailedTrialError):
+    """A trial ran past its time limit, so its training stopped.
+
+    It is a `FailedTrialError`, so the trial fails without retries, because
+    the same configuration under the same limit would most likely time out again.
+    `timeout_seconds` is the limit and `elapsed_seconds` the time the trial
+    had run when it stopped.
+    """
+
+    def __init__(
+        self, message: str, *, timeout_seconds: float, elapsed_seconds: float
+    ) -> None:
+        super().__init__(message)
+        self.timeout_seconds = timeout_seconds
+        self.elapsed_seconds = elapsed_seconds
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        arguments = (str(self), self.timeout_seconds, self.elapsed_seconds)
+        return (_rebuild_timeout_error, (type(self), *arguments))
+
+
+def _rebuild_timeout_error(
+    cls: type[TrialTimeoutError],
+    message: str,
+    timeout_seconds: float,
+    elapsed_seconds: float,
+) -> TrialTimeoutError:
+    return cls(
+        message, timeout_seconds=timeout_seconds, elapsed_seconds=elapsed_seconds
+    )

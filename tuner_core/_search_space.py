@@ -10,7 +10,7 @@ from typing import Any
 
 from tuner_core._hp_types import HyperParameter, serialize
 from tuner_core._hypermodel import HyperModel
-from tuner_core._session import reset_keras_session
+from tuner_core._session import keras_settings_restored, reset_keras_session
 from tuner_core._hyperparameters import HyperParameters
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ def build_search_space(
     ).tuned
 
 
+@keras_settings_restored()
 def explore_search_space(
     hypermodel: HyperModel,
     hyperparameters: HyperParameters | None = None,
@@ -56,7 +57,10 @@ def explore_search_space(
     tune_new_entries: bool = True,
     allow_new_entries: bool = True,
 ) -> SearchSpace:
-    """Like `build_search_space`, also returning the untuned declarations."""
+    """Like `build_search_space`, also returning the untuned declarations.
+
+    Settings of `keras.config` that the builds change are restored on return.
+    """
     import keras
 
     tuned = hyperparameters.copy() if hyperparameters is not None else HyperParameters()

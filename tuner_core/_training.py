@@ -9,12 +9,13 @@ from typing import Any
 import keras
 
 from tuner_core._compile import CompileOverrides, apply_compile_overrides
+from tuner_core._deadline import TrialDeadline
 from tuner_core._errors import ObjectiveNotFoundError
 from tuner_core._hp_types import HyperParameter
 from tuner_core._hypermodel import HyperModel
 from tuner_core._hyperparameters import HyperParameters
 from tuner_core._objective import Objective
-from tuner_core._session import reset_keras_session
+from tuner_core._session import keras_settings_restored, reset_keras_session
 
 
 @dataclass
@@ -97,6 +98,7 @@ def build_trial_model(
     return model, hp
 
 
+@keras_settings_restored()
 def run_trial(
     hypermodel: HyperModel,
     space: HyperParameters,
@@ -111,18 +113,30 @@ def run_trial(
     callbacks: list[Any] | None = None,
     seed: int | None = None,
     allow_new_entries: bool = True,
+    deadline: TrialDeadline | None = None,
 ) -> TrialOutcome:
     """Build, compile, fit and score one configuration.
 
     The score is the objective's best value over the epochs, and the returned
     model contains that epoch's weights. With `allow_new_entries=False`, a
     hyperparameter first declared in `HyperModel.fit` raises ValueError.
+    A `deadline` joins the fit callbacks and raises `TrialTimeoutError` once
+    it passes. Settings of `keras.config` that the build or fit change are
+    restored on return, so they do not reach the next trial in this process.
     """
+    if deadline is not None:
+        deadline.check("before the model was built")
     model, hp = build_trial_model(hypermodel, space, values, overrides, seed=seed)
     hp._reject_new_names = not allow_new_entries
     fit_kwargs = dict(fit_kwargs or {})
     tracker = BestEpochTracker(objective)
-    fit_kwargs["callbacks"] = [tracker, *(callbacks or []), *fit_kwargs.get("callbacks", [])]
+    limit = [] if deadline is None else [deadline]
+    fit_kwargs["callbacks"] = [
+        tracker,
+        *limit,
+        *(callbacks or []),
+        *fit_kwargs.get("callbacks", []),
+    ]
     fit_kwargs.setdefault("verbose", 0)
     if validation_data is not None:
         fit_kwargs["validation_data"] = validation_data

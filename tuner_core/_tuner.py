@@ -13,10 +13,12 @@ from typing import Any
 import numpy as np
 
 from tuner_core._compile import CompileOverrides, find_override_conflicts
+from tuner_core._deadline import TrialDeadline, check_timeout_seconds
 from tuner_core._errors import (
     FailedTrialError,
     ObjectiveNotFoundError,
     SearchSpaceChangedError,
+    TrialTimeoutError,
 )
 from tuner_core._hp_types import HyperParameter
 from tuner_core._hypermodel import resolve_hypermodel
@@ -54,6 +56,10 @@ class Tuner:
         overwrite: Start afresh instead of resuming a saved search. Defaults to False.
         seed: Seeds each execution's training. On resume, None keeps the saved
             search's seed and any other value must equal it. Defaults to None.
+        trial_timeout_seconds: The seconds each attempt at a trial may take,
+            counted from its start. Training checks the limit after every
+            batch, and a trial past it fails with `TrialTimeoutError`, without
+            retries. Defaults to None, no limit.
 
     Resuming a saved search reruns the trial that was running when it stopped,
     then requests new trials from the oracle up to `max_trials`, which may
@@ -76,6 +82,7 @@ class Tuner:
         overwrite: bool = False,
         tuner_id: str | None = None,
         seed: int | None = None,
+        trial_timeout_seconds: float | None = None,
         **unsupported: Any,
     ) -> None:
         unknown = sorted(set(unsupported) - _IGNORED_ARGUMENTS)
@@ -101,6 +108,7 @@ class Tuner:
         self.hypermodel = resolve_hypermodel(hypermodel)
         self.oracle = oracle
         self.executions_per_trial = executions_per_trial
+        self.trial_timeout_seconds = check_timeout_seconds(trial_timeout_seconds)
         self.overrides = CompileOverrides(optimizer=optimizer, loss=loss, metrics=metrics)
         self.overrides.optimizer_config()
         self.project_dir = Path(directory or ".") / (project_name or "untitled_project")
@@ -312,8 +320,12 @@ class Tuner:
         started = time.perf_counter()
         for attempt in range(1, max_attempts + 1):
             trial.attempts = attempt
+            deadline = None
+            if self.trial_timeout_seconds is not None:
+                deadline = TrialDeadline(self.trial_timeout_seconds)
             try:
-                self._execute(trial, x, y, self.trial_fit_kwargs(trial, dict(fit_kwargs)))
+                trial_kwargs = self.trial_fit_kwargs(trial, dict(fit_kwargs))
+                self._execute(trial, x, y, trial_kwargs, deadline)
             except ObjectiveNotFoundError as error:
                 self.oracle.end_trial(trial, TrialStatus.FAILED, message=str(error))
                 self._save()
@@ -321,6 +333,8 @@ class Tuner:
             except FailedTrialError as error:
                 self.oracle.end_trial(trial, TrialStatus.FAILED, message=_error_text(error))
                 logger.warning("Trial %s failed: %s", trial.trial_id, error)
+                if isinstance(error, TrialTimeoutError):
+                    print(f"Trial {trial.trial_id} timed out: {error}")
                 return
             except Exception as error:  # noqa: BLE001 - any error fails the trial
                 logger.warning(
@@ -341,7 +355,14 @@ class Tuner:
                 )
                 return
 
-    def _execute(self, trial: Trial, x: Any, y: Any, fit_kwargs: dict[str, Any]) -> None:
+    def _execute(
+        self,
+        trial: Trial,
+        x: Any,
+        y: Any,
+        fit_kwargs: dict[str, Any],
+        deadline: TrialDeadline | None = None,
+    ) -> None:
         validation_data = fit_kwargs.pop("validation_data", None)
         outcomes: list[TrialOutcome] = []
         for execution in range(self.executions_per_trial):
@@ -357,6 +378,7 @@ class Tuner:
                 fit_kwargs=fit_kwargs,
                 seed=self.seed + trial.number * 1000 + execution,
                 allow_new_entries=self.oracle.allow_new_entries,
+                deadline=deadline,
             )
             outcomes.append(outcome)
 

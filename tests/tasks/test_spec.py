@@ -89,6 +89,7 @@ def test_spec_defaults() -> None:
     assert spec.data.source == "digits"
     assert spec.fit.epochs == 1
     assert spec.compile.is_empty()
+    assert spec.engine == "local"
     assert not spec.uses_worker_processes()
 
 
@@ -96,6 +97,51 @@ def test_concurrency_implies_worker_processes() -> None:
     spec = parse_spec({"hypermodel": "hypermodels:build_tiny_model", "concurrency": 2})
 
     assert spec.uses_worker_processes()
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"oracle": "hyperband"}, True),
+        ({"oracle": "hyperband", "max_trials": 5}, False),
+        ({"oracle": "grid"}, True),
+        ({"oracle": "grid", "max_trials": 5}, False),
+        ({"max_trials": 21}, True),
+    ],
+)
+def test_long_search_implies_worker_processes(
+    settings: dict[str, object], expected: bool
+) -> None:
+    spec = parse_spec({"hypermodel": "hypermodels:build_tiny_model", **settings})
+
+    assert spec.uses_worker_processes() is expected
+
+
+def test_dask_engine_defaults() -> None:
+    spec = parse_spec(
+        {"hypermodel": "hypermodels:build_tiny_model", "engine": "dask", "concurrency": 2}
+    )
+
+    assert spec.engine == "dask"
+    assert spec.dask.address is None
+    assert spec.dask.n_workers is None
+    assert not spec.uses_worker_processes()
+
+
+def test_dask_spec_survives_json_round_trip() -> None:
+    spec = load_spec(EXAMPLES / "dask.toml")
+
+    copy = TuningSpec.model_validate_json(spec.model_dump_json())
+
+    assert copy == spec
+
+
+def test_dask_example_spec_valid() -> None:
+    report = validate_spec_file(EXAMPLES / "dask.toml")
+
+    assert report.spec.engine == "dask"
+    assert report.spec.concurrency == 2
+    assert report.spec.mlflow.tracking_uri == "http://127.0.0.1:5000"
 
 
 def test_objective_table_with_direction() -> None:

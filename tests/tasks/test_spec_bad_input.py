@@ -229,6 +229,55 @@ BAD_SPECS = [
         r"worker_processes=false with concurrency=2\. Remove worker_processes",
     ),
     (
+        "unknown-engine",
+        TINY_MODEL + '\nengine = "ray"',
+        DIGITS_8X8,
+        "",
+        r"engine: unknown engine\. Received: engine='ray'\. Use 'local' to run "
+        r"trials on this machine, or 'dask'",
+    ),
+    (
+        "dask-address-without-port",
+        TINY_MODEL + '\nengine = "dask"',
+        DIGITS_8X8,
+        '[dask]\naddress = "tcp://127.0.0.1"',
+        r"dask\.address: must be a Dask scheduler address with a host and a port\. "
+        r"Received: address='tcp://127\.0\.0\.1'\. Write the address that `dask "
+        r"scheduler` prints",
+    ),
+    (
+        "dask-n-workers-zero",
+        TINY_MODEL + '\nengine = "dask"',
+        DIGITS_8X8,
+        "[dask]\nn_workers = 0",
+        r"dask\.n_workers: must be at least 1\. Received: n_workers=0\. Set the "
+        r"number of worker processes",
+    ),
+    (
+        "dask-table-with-local-engine",
+        TINY_MODEL,
+        DIGITS_8X8,
+        "[dask]\nn_workers = 2",
+        r"dask: applies only to engine = 'dask'\. Received: a \[dask\] table with "
+        r"engine='local'\. Add engine = 'dask'",
+    ),
+    (
+        "dask-n-workers-with-address",
+        TINY_MODEL + '\nengine = "dask"',
+        DIGITS_8X8,
+        '[dask]\naddress = "tcp://127.0.0.1:8786"\nn_workers = 2',
+        r"dask\.n_workers: sizes the local cluster that the flow starts.*Received: "
+        r"n_workers=2 with address='tcp://127\.0\.0\.1:8786'\. Remove n_workers",
+    ),
+    (
+        "dask-with-worker-processes",
+        TINY_MODEL + '\nengine = "dask"\nconcurrency = 2\nworker_processes = false',
+        DIGITS_8X8,
+        "",
+        r"worker_processes: applies only to engine = 'local'.*Received: "
+        r"worker_processes=false with engine='dask'\. Remove worker_processes",
+    ),
+    (
         "unknown-field",
         TINY_MODEL + "\nmax_trial = 5",
         DIGITS_8X8,
@@ -444,6 +493,88 @@ BAD_SPECS = [
         ),
         r"hyperparameters\[0\]: conditional_scope: parent_name='layers' is not "
         r"defined\. Declare the parent hyperparameter before",
+    ),
+    (
+        "trial-timeout-zero",
+        TINY_MODEL + "\ntrial_timeout_seconds = 0",
+        DIGITS_8X8,
+        "",
+        r"trial_timeout_seconds: must be a number of seconds above 0\. Received: "
+        r"trial_timeout_seconds=0\. Set the seconds one trial may take, e\.g\. "
+        r"trial_timeout_seconds = 600",
+    ),
+    (
+        "trial-timeout-negative",
+        TINY_MODEL + "\ntrial_timeout_seconds = -2.5",
+        DIGITS_8X8,
+        "",
+        r"trial_timeout_seconds: must be a number of seconds above 0\. Received: "
+        r"trial_timeout_seconds=-2\.5\. Set the seconds",
+    ),
+    (
+        "trial-timeout-string",
+        TINY_MODEL + '\ntrial_timeout_seconds = "10 minutes"',
+        DIGITS_8X8,
+        "",
+        r"trial_timeout_seconds: must be a number of seconds above 0\. Received: "
+        r"trial_timeout_seconds='10 minutes'\. Set the seconds",
+    ),
+    (
+        "trial-timeout-infinite",
+        TINY_MODEL + "\ntrial_timeout_seconds = inf",
+        DIGITS_8X8,
+        "",
+        r"trial_timeout_seconds: must be a number of seconds above 0\. Received: "
+        r"trial_timeout_seconds=inf\. Set the seconds .* or remove it for no limit",
+    ),
+    (
+        "gpus-unknown-word",
+        TINY_MODEL + '\ngpus = "all"',
+        DIGITS_8X8,
+        "",
+        r"gpus: must be 'auto' or a list of distinct GPU ids\. Received: "
+        r"gpus='all'\. Write gpus = 'auto' to use the visible GPUs",
+    ),
+    (
+        "gpus-negative-id",
+        TINY_MODEL + "\ngpus = [0, -1]\nconcurrency = 2",
+        DIGITS_8X8,
+        "",
+        r"gpus: must be 'auto' or a list of distinct GPU ids\. Received: "
+        r"gpus=\[0, -1\]\.",
+    ),
+    (
+        "gpus-repeated-id",
+        TINY_MODEL + "\ngpus = [1, 1]\nconcurrency = 2",
+        DIGITS_8X8,
+        "",
+        r"gpus: must be 'auto' or a list of distinct GPU ids\. Received: "
+        r"gpus=\[1, 1\]\.",
+    ),
+    (
+        "gpus-fewer-than-concurrency",
+        TINY_MODEL + "\ngpus = [0, 1]\nconcurrency = 3",
+        DIGITS_8X8,
+        "",
+        r"gpus: concurrency=3 needs one GPU per concurrent trial, but 2 GPU\(s\) are "
+        r"available: \['0', '1'\]\. Set concurrency to at most 2, or set gpus = \[\]",
+    ),
+    (
+        "gpus-with-dask-engine",
+        TINY_MODEL + '\nengine = "dask"\ngpus = [0]',
+        DIGITS_8X8,
+        "",
+        r"gpus: applies only to engine = 'local', because the Dask workers choose "
+        r"their own devices\. Received: gpus=\[0\] with engine='dask'\. Remove gpus",
+    ),
+    (
+        "gpus-for-the-flow-process",
+        TINY_MODEL + "\ngpus = [1]",
+        DIGITS_8X8,
+        "",
+        r"gpus: pins worker processes, but with concurrency = 1 and no "
+        r"worker_processes = true .*Received: gpus=\[1\]\. Add worker_processes = "
+        r"true, or remove gpus",
     ),
 ]
 

@@ -1,4 +1,4 @@
-"""Starting and stopping the server and serve processes of the deployment tests."""
+"""Starting and stopping the server and serve processes that tests run against."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 SERVER_START_TIMEOUT_SECONDS = 120.0
 
@@ -24,6 +25,13 @@ OFFLINE_ENVIRONMENT = {
     "DO_NOT_TRACK": "true",
     "TF_CPP_MIN_LOG_LEVEL": "3",
 }
+
+
+class ServerProcess(NamedTuple):
+    """A server started by a fixture: the URL it serves and the file of its output."""
+
+    url: str
+    log_path: Path
 
 
 def free_port() -> int:
@@ -71,5 +79,3 @@ def stop_process(process: subprocess.Popen[bytes], timeout_seconds: float = 20.0
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=timeout_seconds)
-
-

@@ -1,0 +1,199 @@
+"""The Dask engine: trial tasks run on a Dask cluster through prefect-dask.
+
+With `engine = "dask"`, the flow submits each trial task to a `DaskTaskRunner`,
+either on the scheduler at `[dask] address` or on a local cluster that the flow
+starts and stops. A Dask worker runs `execute_trial` in its own process, loads
+the data once and keeps it for its later trials. The workers report their task
+runs to the flow's Prefect API and log their trials to an MLflow tracking server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from mlflow.utils.file_utils import local_file_uri_to_path
+from prefect import get_run_logger
+from prefect.context import FlowRunContext
+from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+from prefect_dask import DaskTaskRunner
+
+from tasks._spec_errors import SpecError
+from tasks.spec import TuningSpec
+from tasks.tracking import sqlite_database_path
+
+__all__ = ["check_tracking_store", "dask_task_runner", "running_on_dask"]
+
+LOCAL_STORE_SCHEMES = ("", "file", "sqlite")
+EXAMPLE_SERVER_URI = "http://127.0.0.1:5000"
+
+
+def check_tracking_store(spec: TuningSpec, tracking_uri: str) -> None:
+    """Reject a local MLflow store (SQLite or files) when trials run on Dask.
+
+    Raises:
+        SpecError: engine = "dask" with a `sqlite:` or file store. The message
+            gives the `mlflow server` command for a SQLite database and the
+            setting that points the search at the server.
+    """
+    if spec.engine != "dask" or not is_local_store(tracking_uri):
+        return
+
+    database = sqlite_database_path(tracking_uri)
+    migration = ""
+    if database is None:
+        folder = Path(local_file_uri_to_path(tracking_uri)).resolve()
+        database = folder.parent / "mlflow.db"
+        migration = (
+            f" `mlflow migrate-filestore --source {folder} --target "
+            f"sqlite:///{database}` copies the runs of the file store into that "
+            "database first."
+        )
+    raise SpecError(
+        [
+            "mlflow.tracking_uri: engine = 'dask' logs the trials from Dask worker "
+            "processes, possibly on other machines, so they need an MLflow "
+            "tracking server rather than a local store. Received: "
+            f"tracking_uri={tracking_uri!r}. Start a server with `mlflow server "
+            f"--backend-store-uri sqlite:///{database} --host 127.0.0.1 --port "
+            f"5000`, then set [mlflow] tracking_uri = '{EXAMPLE_SERVER_URI}' in the "
+            f"spec, or MLFLOW_TRACKING_URI={EXAMPLE_SERVER_URI}.{migration}"
+        ]
+    )
+
+
+def is_local_store(tracking_uri: str) -> bool:
+    """Return whether the URI names a SQLite database or a folder of files."""
+    if tracking_uri == "databricks":
+        return False
+    scheme = urlparse(tracking_uri).scheme
+    # A one-letter scheme is a Windows drive letter, so the URI is a path.
+    return scheme in LOCAL_STORE_SCHEMES or len(scheme) == 1
+
+
+def dask_task_runner(spec: TuningSpec) -> DaskTaskRunner:
+    """Build the task runner for the spec's `[dask]` table.
+
+    Without an address, the runner starts a `distributed.LocalCluster` on
+    127.0.0.1 with `n_workers` processes (default: `concurrency`) of one thread
+    each, so that every trial trains in a process of its own.
+    """
+    if spec.dask.address is not None:
+        return DaskTaskRunner(address=spec.dask.address)
+    # NOTE: a worker that imported TensorFlow can take longer to exit than the
+    # 4 s that a Dask nanny waits, so stopping the cluster may log "Worker
+    # process still alive ..., killing". Every trial has ended by then.
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "n_workers": spec.dask.n_workers or spec.concurrency,
+            "threads_per_worker": 1,
+            "processes": True,
+            "host": "127.0.0.1",
+            "dashboard_address": "127.0.0.1:0",
+        },
+    )
+
+
+@contextlib.contextmanager
+def running_on_dask(spec: TuningSpec, tracking_uri: str) -> Iterator[DaskTaskRunner]:
+    """Start or connect to the spec's Dask cluster, and yield its task runner.
+
+    The flow's Prefect API URL is pinned in the settings that Prefect sends
+    with each task, so Dask workers report to the flow's server, including
+    the temporary local one that starts when PREFECT_API_URL is unset.
+
+    Raises:
+        RuntimeError: the scheduler at `[dask] address` cannot be reached.
+    """
+    api_url = get_current_settings().api.url or flow_api_url()
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        with dask_task_runner(spec) as runner:
+            workers = connect(runner, spec)
+            describe_cluster(spec, workers)
+            if spec.dask.address is not None and not is_loopback(spec.dask.address):
+                warn_loopback_services(
+                    spec.dask.address,
+                    {"Prefect API": api_url, "MLflow tracking server": tracking_uri},
+                )
+            yield runner
+
+
+def flow_api_url() -> str:
+    """Return the API URL of the running flow's Prefect client."""
+    context = FlowRunContext.get()
+    if context is None or context.client is None:
+        raise RuntimeError("running_on_dask must be called inside a running flow.")
+    return str(context.client.api_url).rstrip("/")
+
+
+def connect(runner: DaskTaskRunner, spec: TuningSpec) -> dict[str, Any]:
+    """Connect the runner's Dask client and return the scheduler's worker table."""
+    try:
+        client = runner.client
+    except (OSError, TimeoutError) as error:
+        raise RuntimeError(
+            f"Could not connect to the Dask scheduler at {spec.dask.address}: "
+            f"{error}. Start it with `dask scheduler` and its workers with `dask "
+            "worker ADDRESS --nthreads 1`, or fix [dask] address in the spec."
+        ) from error
+    return client.scheduler_info(n_workers=-1).get("workers", {})
+
+
+def describe_cluster(spec: TuningSpec, workers: dict[str, Any]) -> None:
+    """Log the cluster's workers, and warn about workers that slow the trials."""
+    logger = get_run_logger()
+    address = spec.dask.address
+    cluster = f"the Dask cluster at {address}" if address else "a local Dask cluster"
+    threads = [int(info.get("nthreads", 1)) for info in workers.values()]
+    logger.info(
+        "Running trials on %s: %d worker(s), up to %d trial(s) at once.",
+        cluster,
+        len(workers),
+        spec.concurrency,
+    )
+    if not workers:
+        logger.warning(
+            "No worker has joined %s yet, so the trials wait until one does. Start "
+            "workers with `dask worker %s --nthreads 1`.",
+            cluster,
+            address,
+        )
+    if any(count > 1 for count in threads):
+        logger.warning(
+            "Some workers of %s run %d threads. Trials in one worker process take "
+            "turns, because they share Keras's global state. Start the workers "
+            "with `dask worker ADDRESS --nthreads 1 --nworkers N` to run N trials "
+            "at once.",
+            cluster,
+            max(threads),
+        )
+
+
+def warn_loopback_services(address: str, services: dict[str, str]) -> None:
+    """Warn about each service URL on 127.0.0.1 that remote workers cannot reach."""
+    for service, url in services.items():
+        if is_loopback(url):
+            get_run_logger().warning(
+                "The Dask scheduler %s is on another host, but the %s at %s is only "
+                "reachable from this machine. Point it at an address that the Dask "
+                "workers can reach.",
+                address,
+                service,
+                url,
+            )
+
+
+def is_loopback(address: str) -> bool:
+    """Return whether a URL or Dask address names this machine's loopback host."""
+    host = urlparse(address if "://" in address else f"tcp://{address}").hostname
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
