@@ -40,12 +40,10 @@ from tasks.preparation import (
     load_data,
     prepare_search_space,
 )
-from tasks.model_uploads import confirm_trial_runs, wait_for_uploads
 from tasks.project import (
     SavedSearch,
     end_interrupted_runs,
     open_project,
-    reopen_trials_without_models,
     resume_oracle,
     unfinished_trials,
 )
@@ -176,22 +174,18 @@ def run_search(
                 task_runner=task_runner,
             )
             trials, stop_message = loop.run()
-        wait_for_uploads()
-        trials = confirm_trial_runs(client, parent_run_id, trials)
         notify("search_finished", stop_message)
 
         best, registered = conclude_search(
             client, uri, spec, parent_run_id, trials, objective
         )
     except SearchInterruptedError:
-        wait_for_uploads()
         end_interrupted_search(client, parent_run_id)
         logger.info(
             "Search run %s ended KILLED: the user interrupted it.", parent_run_id
         )
         raise
     except BaseException as error:
-        wait_for_uploads()
         if stop_requested():
             end_interrupted_search(client, parent_run_id)
             raise SearchInterruptedError(
@@ -327,13 +321,6 @@ def report_resumed_search(
     killed: list[str] = []
     if saved.search_run_id is not None:
         killed = end_interrupted_runs(client, saved.search_run_id, parent_run_id)
-    reopened = reopen_trials_without_models(oracle, finished, killed)
-    if reopened:
-        get_run_logger().warning(
-            "Trial(s) %s finished training, but the search stopped before their "
-            "models were stored; they run again.",
-            reopened,
-        )
     interrupted = [trial.number for trial in unfinished_trials(oracle)]
     get_run_logger().info(
         "Resuming the search saved in %s: %d finished trial(s) kept, interrupted "
@@ -384,7 +371,7 @@ def trial_execution(
         max_trials_per_worker=spec.max_trials_per_worker,
         expected_trials=spec.max_trials,
         preparation=(prepare_trial_inputs, (data_ref, spec, tracking_uri)),
-        finalization=(wait_for_uploads, ()),
+        wait_for_exit=False,
         gpu_ids=resolve_gpus(spec.gpus),
         trial_timeout_seconds=spec.trial_timeout_seconds,
     ) as workers:

@@ -38,10 +38,6 @@ class StopOnRequest(keras.callbacks.Callback):
     after the request is not logged.
     """
 
-    # The checks only read an event, so Keras may call the batch hooks from
-    # its background thread and the training loop does not wait for them.
-    async_safe = True
-
     def check(self, stage: str) -> None:
         if not stop_requested():
             return
@@ -60,12 +56,16 @@ class StopOnRequest(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.check(f"at the end of epoch {epoch}")
 
-    def on_train_batch_end(
+    # The *_begin hooks, because a *_batch_end hook makes Keras convert each
+    # batch's metrics to Python numbers (see tuner_core's TrialDeadline).
+    def on_train_batch_begin(
         self, batch: int, logs: dict[str, Any] | None = None
     ) -> None:
-        self.check(f"after batch {batch}")
+        self.check(f"before batch {batch}")
 
-    def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_test_batch_begin(
+        self, batch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         self.check("while validating")
 
 

@@ -26,7 +26,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 import tuner_core
 from tasks.results import TrialResult
 from tasks.tracking import ERROR_TAG, STATUS_TAG, sqlite_database_path
-from tuner_core import HyperParameters, Oracle, SearchSpaceChangedError, TrialStatus
+from tuner_core import HyperParameters, Oracle, SearchSpaceChangedError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -220,25 +220,6 @@ def _setting_differences(
             f"{data_ref.fingerprint[:12]}"
         )
     return problems
-
-
-def reopen_trials_without_models(
-    oracle: Oracle, finished: dict[str, TrialResult], killed_run_ids: list[str]
-) -> list[int]:
-    """Mark finished trials whose run the stop left RUNNING as running again.
-
-    A trial's run stays RUNNING after training until its model is stored, so
-    a trial saved as finished whose run was still RUNNING has no model; it
-    runs again like the trials the stop interrupted. Returns their numbers.
-    """
-    killed = set(killed_run_ids)
-    reopened = []
-    for trial_id, result in list(finished.items()):
-        if result.get("run_id") in killed:
-            del finished[trial_id]
-            oracle.trials[trial_id].status = TrialStatus.RUNNING
-            reopened.append(result["number"])
-    return sorted(reopened)
 
 
 def unfinished_trials(oracle: Oracle) -> list[tuner_core.Trial]:

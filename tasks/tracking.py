@@ -282,44 +282,36 @@ def outcome_records(
     )
 
 
-def create_trial_model(
-    *, run_id: str, experiment_id: str, trial_number: int
-) -> str:
-    """Create the MLflow logged model of a trial, linked to its run; return its id.
-
-    Its files come later, from `upload_trial_model`; until then it is PENDING.
-    """
-    logged_model = mlflow.initialize_logged_model(
-        name=f"trial-{trial_number}",
-        source_run_id=run_id,
-        experiment_id=experiment_id,
-        tags={TRIAL_NUMBER_TAG: str(trial_number)},
-    )
-    return logged_model.model_id
-
-
-def upload_trial_model(
+def log_trial_model(
     model: Any,
     *,
-    model_id: str,
     run_id: str,
+    experiment_id: str,
     trial_number: int,
     sample_x: np.ndarray,
     best_epoch: int,
 ) -> ModelInfo:
-    """Store a trial's model in its logged model, which becomes READY.
+    """Log a trial's model as an MLflow logged model linked to its child run.
 
     The model's metrics are the run's metrics at `best_epoch`, the epoch whose
     weights it carries, so log them first. The tracking URI must already be set
     with `mlflow.set_tracking_uri`, because MLflow's model logging reads it from
     there.
     """
+    name = f"trial-{trial_number}"
+    signature = model_signature(model, sample_x)
+    logged_model = mlflow.initialize_logged_model(
+        name=name,
+        source_run_id=run_id,
+        experiment_id=experiment_id,
+        tags={TRIAL_NUMBER_TAG: str(trial_number)},
+    )
     return mlflow.tensorflow.log_model(
         model,
-        name=f"trial-{trial_number}",
-        model_id=model_id,
+        name=name,
+        model_id=logged_model.model_id,
         run_id=run_id,
-        signature=model_signature(model, sample_x),
+        signature=signature,
         pip_requirements=model_pip_requirements(),
         step=best_epoch,
     )

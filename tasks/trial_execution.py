@@ -5,7 +5,6 @@ This module imports no Prefect, so a spawned worker process starts faster.
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
@@ -18,14 +17,13 @@ from tasks.results import TrialResult
 from tasks.executions import run_executions
 from tasks.gpus import gpu_tags
 from tasks.interrupted_runs import end_interrupted_run
-from tasks.model_uploads import submit_upload, upload_then_end_run
 from tasks.search_space import cached_search_space, objective_from_spec
 from tasks.spec import TuningSpec
 from tasks.stop_request import SearchInterruptedError, stop_requested
 from tasks.tracking import (
     EpochMetricsLogger,
     end_run,
-    create_trial_model,
+    log_trial_model,
     outcome_records,
     start_trial_run,
 )
@@ -182,23 +180,14 @@ def execute_trial(
             )
         )
         records.write(client, run_id)
-        model_id = create_trial_model(
-            run_id=run_id, experiment_id=experiment_id, trial_number=trial_number
-        )
-        upload = functools.partial(
-            upload_then_end_run,
-            client,
+        model_info = log_trial_model(
             outcome.model,
-            model_id=model_id,
             run_id=run_id,
+            experiment_id=experiment_id,
             trial_number=trial_number,
             sample_x=dataset.x_val[:SIGNATURE_SAMPLES],
             best_epoch=outcome.best_epoch,
         )
-        if uploads_in_background(spec):
-            submit_upload(upload)
-        else:
-            upload()
     except SearchInterruptedError as error:
         end_interrupted_run(client, run_id)
         logger.info("Trial %d stopped (run %s): %s", trial_number, run_id, error)
@@ -225,6 +214,7 @@ def execute_trial(
         end_run(client, run_id, "FAILED", error)
         raise
 
+    end_run(client, run_id, "FINISHED")
     result = TrialResult(
         number=trial_number,
         status="COMPLETED",
@@ -233,7 +223,7 @@ def execute_trial(
         best_epoch=int(outcome.best_epoch),
         metrics=executions.best_epoch_metrics(),
         run_id=run_id,
-        model_uri=f"models:/{model_id}",
+        model_uri=model_info.model_uri,
         message=None,
         execution_scores=[float(score) for score in executions.scores],
         optimizer=describe_optimizer(outcome.optimizer),
@@ -242,16 +232,6 @@ def execute_trial(
     if schedule is not None:
         result["schedule"] = schedule
     return result
-
-
-def uploads_in_background(spec: TuningSpec) -> bool:
-    """Return whether a trial's model is stored while the next trial trains.
-
-    Hyperband's later rounds start from earlier trials' models, so its uploads
-    finish before the trial returns, and so do those of trials on Dask, whose
-    worker processes outlive the flow that would wait for them.
-    """
-    return spec.oracle != "hyperband" and spec.engine != "dask"
 
 
 def prepare_trial_inputs(

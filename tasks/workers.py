@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
+from concurrent.futures import wait as wait_for_futures
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -189,9 +190,9 @@ class TrialWorkers:
         stop_grace_seconds: Seconds past the limit before the call's process
             is killed. Defaults to DEFAULT_STOP_GRACE_SECONDS.
         preload_modules: Modules each process imports when it starts.
-        finalization: A picklable `(function, args)` each current process runs
-            at shutdown, such as waiting for its background uploads. With it,
-            shutdown returns without waiting for the processes to exit.
+        wait_for_exit: Whether shutdown waits for the processes to exit. With
+            False it returns once every submitted call has ended, and the
+            processes exit on their own.
 
     Raises:
         ValueError: a count is below 1, or there are fewer GPU ids than workers.
@@ -208,7 +209,7 @@ class TrialWorkers:
         trial_timeout_seconds: float | None = None,
         stop_grace_seconds: float | None = None,
         preload_modules: Sequence[str] = DEFAULT_PRELOAD_MODULES,
-        finalization: Preparation | None = None,
+        wait_for_exit: bool = True,
     ) -> None:
         if max_workers < 1:
             raise ValueError(
@@ -230,7 +231,7 @@ class TrialWorkers:
             else stop_grace_seconds
         )
         self._preparation = preparation
-        self._finalization = finalization
+        self._wait_for_exit = wait_for_exit
         self._expected_trials = expected_trials
         self._preload_modules = tuple(preload_modules)
         self._context = multiprocessing.get_context("spawn")
@@ -433,26 +434,14 @@ class TrialWorkers:
             if slot.next_pool is not None:
                 slot.next_pool.shutdown(wait=False, cancel_futures=True)
                 _terminate_idle_processes(slot.next_pool)
-        pools = [slot.pool for slot in self._slots if slot.pool is not None]
-        if self._finalization is None:
-            for pool in pools:
-                pool.shutdown(wait=True, cancel_futures=True)
-        else:
-            # A process takes seconds to exit once TensorFlow is loaded. Once
-            # each has run the finalization, it exits while the caller goes on.
-            function, args = self._finalization
-            finalizations = []
-            for pool in pools:
-                try:
-                    finalizations.append(pool.submit(function, *args))
-                except RuntimeError as error:
-                    # A broken pool (BrokenProcessPool is a RuntimeError) has
-                    # no process left to finalize.
-                    logger.debug("Skipping the finalization of a pool: %s", error)
-            for pool in pools:
-                pool.shutdown(wait=False)
-            for future in finalizations:
-                future.exception()
+        if not self._wait_for_exit:
+            with self._lock:
+                running = [call.future for call in self._calls.values()]
+            wait_for_futures(running)
+        for slot in self._slots:
+            if slot.pool is not None:
+                # A process takes seconds to exit once TensorFlow is loaded.
+                slot.pool.shutdown(wait=self._wait_for_exit, cancel_futures=True)
         for pool in self._retired:
             pool.shutdown(wait=True)
 

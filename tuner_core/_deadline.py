@@ -89,15 +89,20 @@ class TrialDeadline(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.check(f"after epoch {epoch}")
 
-    def on_train_batch_end(
+    # Batch checks use the *_begin hooks: a callback with a *_batch_end hook
+    # makes Keras turn each batch's metrics into Python numbers, which cost
+    # about 5% of a small model's fit (measured on 2 CPU cores).
+    def on_train_batch_begin(
         self, batch: int, logs: dict[str, Any] | None = None
     ) -> None:
-        self.check(f"in epoch {self.epoch}, after batch {batch}")
+        self.check(f"in epoch {self.epoch}, before batch {batch}")
 
-    def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_test_batch_begin(
+        self, batch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         self.check(f"while validating epoch {self.epoch}")
 
-    def on_predict_batch_end(
+    def on_predict_batch_begin(
         self, batch: int, logs: dict[str, Any] | None = None
     ) -> None:
         self.check("while predicting")

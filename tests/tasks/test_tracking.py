@@ -12,9 +12,8 @@ import pytest
 from mlflow import MlflowClient
 from pipeline_specs import write_tiny_spec
 
-from tasks import model_uploads, tracking
+from tasks import tracking
 from tasks.data import load_dataset, make_data_ref
-from tasks.results import TrialResult
 from tasks.spec import FitSpec, TuningSpec, load_spec
 from tasks.trial_execution import TrialError, execute_trial
 
@@ -43,8 +42,6 @@ def test_trial_run_records_params_metrics_model(
     data_ref = make_data_ref(tiny_spec.data, tiny_spec.seed)
 
     result = execute_trial(0, VALUES, data_ref, tiny_spec, parent_run_id, tracking_uri)
-    # The model is stored on the upload thread; the run ends once it is.
-    model_uploads.wait_for_uploads()
 
     client = MlflowClient(tracking_uri)
     run = client.get_run(result["run_id"])
@@ -58,7 +55,6 @@ def test_trial_run_records_params_metrics_model(
 
     model_id = result["model_uri"].removeprefix("models:/")
     logged_model = mlflow.get_logged_model(model_id)
-    assert logged_model.status == "READY"
     assert logged_model.source_run_id == result["run_id"]
     assert logged_model.experiment_id == run.info.experiment_id
 
@@ -154,74 +150,6 @@ def test_unfinished_runs_marked_failed(tracking_uri: str) -> None:
     assert (
         client.get_run(parent_run_id).data.tags["tuneflow.error"]
         == "RuntimeError: stopped"
-    )
-
-
-def test_failed_upload_ends_run_failed_and_trial_failed(tracking_uri: str) -> None:
-    mlflow.set_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri)
-    parent_run_id = start_parent(tracking_uri)
-    run_id, experiment_id = tracking.start_trial_run(client, parent_run_id, 0, VALUES)
-    model_id = tracking.create_trial_model(
-        run_id=run_id, experiment_id=experiment_id, trial_number=0
-    )
-
-    # A string is no Keras model, so storing it fails on the upload thread.
-    model_uploads.submit_upload(
-        lambda: model_uploads.upload_then_end_run(
-            client,
-            "not a model",
-            model_id=model_id,
-            run_id=run_id,
-            trial_number=0,
-            sample_x=None,
-            best_epoch=0,
-        )
-    )
-    model_uploads.wait_for_uploads()
-    confirmed = model_uploads.confirm_trial_runs(
-        client, parent_run_id, [completed_result(0, run_id, model_id)]
-    )
-
-    run = client.get_run(run_id)
-    assert run.info.status == "FAILED"
-    assert run.data.tags["tuneflow.status"] == "FAILED"
-    assert confirmed[0]["status"] == "FAILED"
-    assert confirmed[0]["model_uri"] is None
-    assert "its model was not stored" in confirmed[0]["message"]
-    assert run.data.tags["tuneflow.error"] in confirmed[0]["message"]
-
-
-def test_run_left_running_marks_trial_failed(tracking_uri: str) -> None:
-    client = MlflowClient(tracking_uri)
-    parent_run_id = start_parent(tracking_uri)
-    lost_run_id, _ = tracking.start_trial_run(client, parent_run_id, 0, VALUES)
-    kept_run_id, _ = tracking.start_trial_run(client, parent_run_id, 1, VALUES)
-    tracking.end_run(client, kept_run_id, "FINISHED")
-
-    confirmed = model_uploads.confirm_trial_runs(
-        client,
-        parent_run_id,
-        [completed_result(0, lost_run_id, "m-0"), completed_result(1, kept_run_id, "m-1")],
-    )
-
-    assert [trial["status"] for trial in confirmed] == ["FAILED", "COMPLETED"]
-    assert "is RUNNING" in confirmed[0]["message"]
-    assert client.get_run(lost_run_id).info.status == "FAILED"
-    assert client.get_run(kept_run_id).info.status == "FINISHED"
-
-
-def completed_result(number: int, run_id: str, model_id: str) -> TrialResult:
-    return TrialResult(
-        number=number,
-        status="COMPLETED",
-        hyperparameters=dict(VALUES),
-        score=0.5,
-        best_epoch=0,
-        metrics={},
-        run_id=run_id,
-        model_uri=f"models:/{model_id}",
-        message=None,
     )
 
 
