@@ -36,20 +36,16 @@ class TrialDeadline(keras.callbacks.Callback):
 
     The clock starts when the deadline is created, so one deadline passed to
     every execution of a trial limits the trial as a whole. The callback
-    checks the clock when each epoch begins and ends and after every training,
+    checks the clock when each epoch begins and ends and before every training,
     validation and prediction batch. Past the limit it sets
     `model.stop_training` and raises `TrialTimeoutError`, which ends `fit`.
-    A batch that is running finishes first, and Keras may report a batch end
-    one batch late, so training stops within about two batches of the limit.
-    It works in any thread or process, because it only reads a clock.
+    A batch that is running finishes first, so training stops within about one
+    batch of the limit. It works in any thread or process, because it only
+    reads a clock.
 
     Args:
         timeout_seconds: The trial's time limit in seconds, above 0.
     """
-
-    # Keras then keeps calling batch hooks from its background thread, so the
-    # check adds no wait to the training loop.
-    async_safe = True
 
     def __init__(self, timeout_seconds: float) -> None:
         super().__init__()

@@ -31,7 +31,7 @@ def test_hard_limit_kills_only_late_call() -> None:
         after_kill_pid, _ = workers.submit(describe_worker).result(timeout=30)
 
     killed = error.value
-    assert 2.0 <= killed.elapsed_seconds < 2.0 + 1.0
+    assert killed.elapsed_seconds >= 2.0
     assert not psutil.pid_exists(killed.pid)
     assert other_pid != killed.pid
     assert other_survived
