@@ -3,22 +3,24 @@
 #   ./run.sh tune examples/digits.toml   run the digits search (any tuneflow command works)
 #   ./run.sh test [pytest args]          run the test suite
 set -euo pipefail
-cd "$(dirname "$0")"
+# Commands run in the caller's folder, where relative spec paths and the default
+# MLflow store (./mlflow.db) are; only the install and the tests use the project's.
+root="$(cd "$(dirname "$0")" && pwd)"
 
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 export MLFLOW_DISABLE_TELEMETRY=true
 export DO_NOT_TRACK=true
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
-venv="${TUNEFLOW_VENV:-.venv}"
+venv="${TUNEFLOW_VENV:-$root/.venv}"
 python="${PYTHON:-python3}"
 stamp="$venv/.installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
   log="$(mktemp)"
   echo "Installing tuneflow and its dependencies into $venv (first run only; log: $log)..." >&2
   if ! { "$python" -m venv "$venv" \
       && "$venv/bin/python" -m pip install --upgrade pip \
-      && "$venv/bin/python" -m pip install -e ".[test]"; } >"$log" 2>&1; then
+      && "$venv/bin/python" -m pip install -e "$root[test]"; } >"$log" 2>&1; then
     tail -n 30 "$log" >&2
     echo "Installation failed; the full log is $log." >&2
     exit 1
@@ -30,6 +32,7 @@ command="${1:-}"
 case "$command" in
   test)
     shift
+    cd "$root"
     exec "$venv/bin/python" -m pytest "$@"
     ;;
   "")

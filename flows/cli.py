@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import os
 import shlex
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,19 @@ def apply_environment_defaults(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
 
 
+def check_tracking_backend(spec: TuningSpec, tracking_uri: str | None) -> None:
+    """Raise SpecError for a tracking store the search cannot use, before it starts.
+
+    Trials on Dask need a tracking server, and a server must answer.
+    """
+    from flows.dask_engine import check_tracking_store
+    from tasks.tracking import check_tracking_server, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
+    check_tracking_store(spec, uri)
+    check_tracking_server(uri)
+
+
 @app.command()
 def validate(spec_path: Path = SPEC_ARGUMENT) -> None:
     """Check a spec, its data and its search space without training anything."""
@@ -76,6 +90,7 @@ def validate(spec_path: Path = SPEC_ARGUMENT) -> None:
     console = Console(soft_wrap=True)
     try:
         report = validate_spec_file(spec_path)
+        check_tracking_backend(report.spec, None)
     except SpecError as error:
         Console(stderr=True, soft_wrap=True).print(f"[red]{escape(str(error))}[/red]")
         raise typer.Exit(EXIT_INVALID_SPEC) from None
@@ -127,11 +142,18 @@ def tune(
 
         spec = report.spec
         uri = resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
+        try:
+            check_tracking_backend(spec, uri)
+        except SpecError as error:
+            errors.print(f"[red]{escape(str(error))}[/red]")
+            raise typer.Exit(EXIT_INVALID_SPEC) from None
         _print_backends(console, uri)
         if not stop_requested():
             interrupts.prefect_server = start_temporary_prefect_server()
-        resume_command = shlex.join(
-            ["tuneflow", "tune", str(spec_path)]
+        # The default store and the saved search are found from the working
+        # directory, so the command names it.
+        resume_command = f"cd {shlex.quote(str(Path.cwd()))} && " + shlex.join(
+            [sys.argv[0] or "tuneflow", "tune", str(spec_path)]
             + (["--tracking-uri", tracking_uri] if tracking_uri else [])
         )
         result = _run_search(console, errors, spec_path, spec, uri, resume_command)
@@ -274,6 +296,9 @@ class ProgressListener(SearchListener):
             if result.get("failure_reason") == "timeout":
                 outcome = "timed out"
             line = f"[red]Trial {result['number']} {outcome}: {message}"
+            if message.startswith(f"Trial {result['number']} "):
+                # Trial errors already start with "Trial N failed (MLflow run ...)".
+                line = f"[red]{message}"
         self.progress.console.print(line)
         self.progress.advance(self.bar)
 

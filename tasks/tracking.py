@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+import urllib.error
+import urllib.request
 from urllib.parse import unquote, urlparse
 
 import keras
@@ -70,6 +72,36 @@ def sqlite_database_path(tracking_uri: str) -> Path | None:
     if not tracking_uri.startswith("sqlite:///"):
         return None
     return Path(unquote(tracking_uri[len("sqlite:///") :])).resolve()
+
+
+def check_tracking_server(tracking_uri: str, timeout_seconds: float = 5.0) -> None:
+    """Raise SpecError when nothing answers at an `http(s)://` tracking URI.
+
+    MLflow's client retries a refused connection for minutes, so the search
+    checks the server's `/health` endpoint once before it starts. Any HTTP
+    answer counts: a server behind a login still answers. Other stores pass.
+    """
+    from tasks.spec import SpecError
+
+    if urlparse(tracking_uri).scheme not in ("http", "https"):
+        return
+    try:
+        urllib.request.urlopen(
+            f"{tracking_uri.rstrip('/')}/health", timeout=timeout_seconds
+        ).close()
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise SpecError(
+            [
+                f"mlflow.tracking_uri: no MLflow tracking server answers at "
+                f"{tracking_uri} ({reason}). Received: tracking_uri={tracking_uri!r}. "
+                "Start the server, e.g. `mlflow server --backend-store-uri "
+                "sqlite:///mlflow.db --host 127.0.0.1 --port 5000`, or fix the URI "
+                "in the spec, in $MLFLOW_TRACKING_URI or in --tracking-uri."
+            ]
+        ) from None
 
 
 def ui_command(tracking_uri: str) -> str | None:

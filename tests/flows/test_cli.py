@@ -70,3 +70,30 @@ def test_validate_prints_summary(tmp_path: Path, digits_npz: Path) -> None:
     assert "is valid" in outcome.output
     assert "Data: 400 samples" in outcome.output
     assert "Default search space size: 3" in outcome.output
+
+
+def test_validate_rejects_dask_with_sqlite(tmp_path: Path, digits_npz: Path) -> None:
+    spec_path = write_tiny_spec(
+        tmp_path, digits_npz, extra='engine = "dask"\nconcurrency = 2'
+    )
+
+    outcome = runner.invoke(
+        app, ["validate", str(spec_path)], env={"MLFLOW_TRACKING_URI": ""}
+    )
+
+    assert outcome.exit_code == EXIT_INVALID_SPEC
+    assert "mlflow.tracking_uri: engine = 'dask'" in outcome.output
+    assert "mlflow server --backend-store-uri sqlite:///" in outcome.output
+
+
+def test_tune_rejects_silent_tracking_server(tmp_path: Path, digits_npz: Path) -> None:
+    spec_path = write_tiny_spec(tmp_path, digits_npz, experiment="silent")
+    # Port 1 on the loopback address: nothing listens there, so the connection
+    # is refused at once.
+    silent = "http://127.0.0.1:1"
+
+    outcome = runner.invoke(app, ["tune", str(spec_path), "--tracking-uri", silent])
+
+    assert outcome.exit_code == EXIT_INVALID_SPEC
+    assert f"no MLflow tracking server answers at {silent}" in outcome.output
+    assert "Prefect API" not in outcome.output

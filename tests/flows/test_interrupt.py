@@ -161,6 +161,8 @@ def test_sigint_ends_runs_killed(
     assert stderr.count("Interrupted: stopping the running trials") == 1
     assert "finished trial(s) kept; trial(s) stopped while running: 1." in stderr
     assert "Resume the search, running the stopped trials again, with:" in stderr
+    # The command names the folder: the default store and the saved search are there.
+    assert f"cd {REPOSITORY} && " in stderr
     assert "Traceback" not in stderr
 
     client = MlflowClient(tracking_uri)
