@@ -3,8 +3,9 @@
 #   ./run.sh tune examples/digits.toml   run the digits search (any tuneflow command works)
 #   ./run.sh test [pytest args]          run the test suite
 set -euo pipefail
-# Commands run in the caller's folder, where relative spec paths and the default
-# MLflow store (./mlflow.db) are; only the install and the tests use the project's.
+# Commands run in the caller's folder, so relative spec paths and the default
+# MLflow store (./mlflow.db) are found there. The install and the tests use the
+# project's folder.
 root="$(cd "$(dirname "$0")" && pwd)"
 
 export PREFECT_SERVER_ANALYTICS_ENABLED=false

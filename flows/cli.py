@@ -70,7 +70,7 @@ def apply_environment_defaults(verbose: bool) -> None:
 def check_tracking_backend(spec: TuningSpec, tracking_uri: str | None) -> None:
     """Raise SpecError for a tracking store the search cannot use, before it starts.
 
-    Trials on Dask need a tracking server, and a server must answer.
+    Trials on Dask need a tracking server, and a tracking server must respond.
     """
     from flows.dask_engine import check_tracking_store
     from tasks.tracking import check_tracking_server, resolve_tracking_uri

@@ -14,11 +14,10 @@ from typing import Any
 import keras
 from mlflow import MlflowClient
 from mlflow.entities import RunTag
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from tasks.project import INTERRUPTED_STATUS
 from tasks.stop_request import SearchInterruptedError, stop_requested
-from tasks.tracking import ERROR_TAG, STATUS_TAG
+from tasks.tracking import ERROR_TAG, STATUS_TAG, running_trial_runs
 
 logger = logging.getLogger(__name__)
 
@@ -84,14 +83,7 @@ def end_interrupted_run(client: MlflowClient, run_id: str) -> None:
 def end_interrupted_search(client: MlflowClient, search_run_id: str) -> list[str]:
     """End a search run and its trial runs still RUNNING as KILLED; return the ids."""
     search_run = client.get_run(search_run_id)
-    running = client.search_runs(
-        [search_run.info.experiment_id],
-        filter_string=(
-            f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{search_run_id}' "
-            "and attributes.status = 'RUNNING'"
-        ),
-    )
-    run_ids = [run.info.run_id for run in running]
+    run_ids = running_trial_runs(client, search_run)
     if search_run.info.status == "RUNNING":
         run_ids.append(search_run_id)
     for run_id in run_ids:

@@ -21,11 +21,15 @@ from typing import TYPE_CHECKING, Any
 from mlflow import MlflowClient
 from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 import tuner_core
 from tasks.results import TrialResult
-from tasks.tracking import ERROR_TAG, STATUS_TAG, sqlite_database_path
+from tasks.tracking import (
+    ERROR_TAG,
+    STATUS_TAG,
+    running_trial_runs,
+    sqlite_database_path,
+)
 from tuner_core import HyperParameters, Oracle, SearchSpaceChangedError
 
 if TYPE_CHECKING:
@@ -242,14 +246,7 @@ def end_interrupted_runs(
         logger.warning("Cannot read the saved search run %s: %s", search_run_id, error)
         return []
 
-    children = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=(
-            f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{search_run_id}' "
-            "and attributes.status = 'RUNNING'"
-        ),
-    )
-    runs = [child.info.run_id for child in children]
+    runs = running_trial_runs(client, parent)
     if parent.info.status == "RUNNING":
         runs.append(search_run_id)
 

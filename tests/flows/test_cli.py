@@ -95,5 +95,5 @@ def test_tune_rejects_silent_tracking_server(tmp_path: Path, digits_npz: Path) -
     outcome = runner.invoke(app, ["tune", str(spec_path), "--tracking-uri", silent])
 
     assert outcome.exit_code == EXIT_INVALID_SPEC
-    assert f"no MLflow tracking server answers at {silent}" in outcome.output
+    assert f"no MLflow tracking server responds at {silent}" in outcome.output
     assert "Prefect API" not in outcome.output
