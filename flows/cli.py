@@ -54,6 +54,11 @@ ENVIRONMENT_DEFAULTS = {
     "TF_CPP_MIN_LOG_LEVEL": "2",
 }
 
+# Prefect's logging setting for the class of its console handler, and the
+# class that leaves out the errors of expected trial failures.
+CONSOLE_HANDLER_SETTING = "PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS"
+TRIAL_CONSOLE_HANDLER = "flows.console_logs.TrialConsoleHandler"
+
 EXIT_SEARCH_FAILED = 1
 EXIT_INVALID_SPEC = 2
 
@@ -61,36 +66,47 @@ SPEC_ARGUMENT = typer.Argument(..., metavar="SPEC", help="Path of the TOML job s
 
 
 def apply_environment_defaults(verbose: bool) -> None:
-    """Set the defaults above, and Prefect's log level, where the caller has not."""
+    """Set the defaults above, and Prefect's log level, where the caller has not.
+
+    Without `verbose`, Prefect's console also leaves out the errors of trials
+    that fail as expected (`flows.console_logs`), which the command reports in
+    one line each. Prefect reads these settings when it is first imported.
+    """
     for name, value in ENVIRONMENT_DEFAULTS.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    if not verbose:
+        os.environ.setdefault(CONSOLE_HANDLER_SETTING, TRIAL_CONSOLE_HANDLER)
 
 
-def check_tracking_backend(spec: TuningSpec, tracking_uri: str | None) -> None:
-    """Raise SpecError for a tracking store the search cannot use, before it starts.
+def check_backends(spec: TuningSpec, tracking_uri: str | None) -> None:
+    """Raise SpecError for a tracking store or Dask scheduler the search cannot use.
 
-    Trials on Dask need a tracking server, and a tracking server must respond.
+    Trials on Dask need a tracking server, a tracking server must respond, and
+    so must the Dask scheduler at `[dask] address`.
     """
-    from flows.dask_engine import check_tracking_store
+    from flows.dask_engine import check_scheduler, check_tracking_store
     from tasks.tracking import check_tracking_server, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
     check_tracking_store(spec, uri)
     check_tracking_server(uri)
+    check_scheduler(spec)
 
 
 @app.command()
 def validate(spec_path: Path = SPEC_ARGUMENT) -> None:
     """Check a spec, its data and its search space without training anything."""
     apply_environment_defaults(verbose=False)
+    from flows.spec_summary import print_spec_summary
     from tasks.preparation import validate_spec_file
     from tasks.spec import SpecError
+    from tasks.tracking import resolve_tracking_uri
 
     console = Console(soft_wrap=True)
     try:
         report = validate_spec_file(spec_path)
-        check_tracking_backend(report.spec, None)
+        check_backends(report.spec, None)
     except SpecError as error:
         Console(stderr=True, soft_wrap=True).print(f"[red]{escape(str(error))}[/red]")
         raise typer.Exit(EXIT_INVALID_SPEC) from None
@@ -102,7 +118,8 @@ def validate(spec_path: Path = SPEC_ARGUMENT) -> None:
         f"{escape(data_ref.path or data_ref.source)}"
         f", {100 * data_ref.validation_split:.0f}% held out for validation."
     )
-    console.print(escape(report.search_space["summary"]))
+    uri = resolve_tracking_uri(None, report.spec.mlflow.tracking_uri)
+    print_spec_summary(console, report, uri)
 
 
 @app.command()
@@ -115,7 +132,10 @@ def tune(
         "$MLFLOW_TRACKING_URI; the default is sqlite:///<cwd>/mlflow.db.",
     ),
     verbose: bool = typer.Option(
-        False, "--verbose", "-v", help="Show Prefect's INFO logs."
+        False,
+        "--verbose",
+        "-v",
+        help="Show Prefect's INFO logs, and its tracebacks of failed trials.",
     ),
 ) -> None:
     """Run the search a spec describes and report the best trial.
@@ -143,7 +163,7 @@ def tune(
         spec = report.spec
         uri = resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
         try:
-            check_tracking_backend(spec, uri)
+            check_backends(spec, uri)
         except SpecError as error:
             errors.print(f"[red]{escape(str(error))}[/red]")
             raise typer.Exit(EXIT_INVALID_SPEC) from None
@@ -173,18 +193,23 @@ def _run_search(
 ) -> SearchResult:
     """Run `tune_flow` with a progress bar; exit with the code of a failure or stop."""
     from flows.events import listening
+    from flows.local_prefect import local_mode_settings
     from flows.tuning import tune_flow
     from tasks.oracles import planned_num_trials
     from tasks.spec import SpecError
 
     with _progress(console) as progress:
         listener = ProgressListener(
-            progress, spec.objective.name, planned_num_trials(spec)
+            progress,
+            spec.objective.name,
+            planned_num_trials(spec),
+            traceback_hint=os.environ.get(CONSOLE_HANDLER_SETTING)
+            == TRIAL_CONSOLE_HANDLER,
         )
         try:
             if stop_requested():
                 raise SearchInterruptedError("The user interrupted the search.")
-            with listening(listener):
+            with listening(listener), local_mode_settings():
                 return tune_flow(str(spec_path), tracking_uri=tracking_uri)
         except SpecError as error:
             errors.print(f"[red]{escape(str(error))}[/red]")
@@ -192,6 +217,10 @@ def _run_search(
         except Exception as error:
             if not stop_requested():
                 errors.print(f"[red]The search failed: {escape(str(error))}[/red]")
+                if listener.search_run_id is not None:
+                    errors.print(
+                        f"Search run {listener.search_run_id} ended FAILED in MLflow."
+                    )
                 raise typer.Exit(EXIT_SEARCH_FAILED) from None
             interruption = error
             progress.update(listener.bar, description="Search interrupted")
@@ -260,16 +289,26 @@ def _progress(console: Console) -> Progress:
 
 
 class ProgressListener(SearchListener):
-    """Shows one progress bar for the search and prints a line per finished trial."""
+    """Shows one progress bar for the search and prints a line per finished trial.
+
+    With `traceback_hint`, the first trial that fails with an error, not a
+    timeout, is followed by a line that names the option showing tracebacks.
+    """
 
     def __init__(
-        self, progress: Progress, objective_name: str, max_trials: int | None
+        self,
+        progress: Progress,
+        objective_name: str,
+        max_trials: int | None,
+        *,
+        traceback_hint: bool = False,
     ) -> None:
         super().__init__()
         self.progress = progress
         self.objective_name = objective_name
         self.bar = progress.add_task("Starting Prefect and MLflow", total=max_trials)
         self.search_run_id: str | None = None
+        self.traceback_hint = traceback_hint
 
     def search_started(self, max_trials: int | None, parent_run_id: str) -> None:
         self.search_run_id = parent_run_id
@@ -285,6 +324,7 @@ class ProgressListener(SearchListener):
         self.progress.update(self.bar, description=f"Trial {number} running")
 
     def trial_finished(self, result: TrialResult) -> None:
+        outcome = "completed"
         if result["status"] == "COMPLETED":
             line = (
                 f"Trial {result['number']}: {self.objective_name}="
@@ -300,6 +340,12 @@ class ProgressListener(SearchListener):
                 # Trial errors already start with "Trial N failed (MLflow run ...)".
                 line = f"[red]{message}"
         self.progress.console.print(line)
+        if self.traceback_hint and outcome == "failed":
+            self.progress.console.print(
+                "Run the command with --verbose to see the tracebacks of failed "
+                "trials."
+            )
+            self.traceback_hint = False
         self.progress.advance(self.bar)
 
     def search_finished(self, stop_message: str | None) -> None:

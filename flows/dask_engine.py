@@ -9,27 +9,138 @@ runs to the flow's Prefect API and log their trials to an MLflow tracking server
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import dask
+from distributed.comm import parse_address, parse_host_port
+from distributed.core import rpc
+from distributed.security import Security
 from mlflow.utils.file_utils import local_file_uri_to_path
 from prefect import get_run_logger
 from prefect.context import FlowRunContext
+from prefect.futures import PrefectFuture
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+from prefect.task_runners import TaskRunner
 from prefect_dask import DaskTaskRunner
 
 from tasks._spec_errors import SpecError
+from tasks.dask_stop import SearchStopEvent
 from tasks.spec import TuningSpec
 from tasks.tracking import sqlite_database_path
 
-__all__ = ["check_tracking_store", "dask_task_runner", "running_on_dask"]
+__all__ = [
+    "check_scheduler",
+    "check_tracking_store",
+    "dask_task_runner",
+    "running_on_dask",
+    "stopping_dask_trials",
+]
 
 LOCAL_STORE_SCHEMES = ("", "file", "sqlite")
 EXAMPLE_SERVER_URI = "http://127.0.0.1:5000"
+# How long `check_scheduler` waits for the scheduler at [dask] address to
+# respond. Without the check, distributed's client waits 30 s
+# (distributed.comm.timeouts.connect) before it gives up.
+SCHEDULER_CHECK_TIMEOUT_SECONDS = 5.0
+# The module that each worker process of the flow's local cluster preloads.
+LOCAL_WORKER_PRELOAD = "tasks.dask_stop"
+
+
+def check_scheduler(
+    spec: TuningSpec, timeout_seconds: float = SCHEDULER_CHECK_TIMEOUT_SECONDS
+) -> None:
+    """Raise SpecError unless a Dask scheduler responds at the spec's `[dask] address`.
+
+    The check connects once and requests the server's identity. A refused
+    connection is retried for up to `timeout_seconds`, so a scheduler that is
+    still starting passes, and the server then has as long again to reply.
+    Specs without an address pass.
+    """
+    address = spec.dask.address
+    if spec.engine != "dask" or address is None:
+        return
+
+    try:
+        identity = _run_coroutine(_request_identity(address, timeout_seconds))
+    except TimeoutError:
+        problem = (
+            f"the server at {address} accepted the connection but did not reply "
+            f"as a Dask scheduler within {timeout_seconds:g} s"
+        )
+    except OSError as error:
+        problem = (
+            f"could not connect to a Dask scheduler at {address} within "
+            f"{timeout_seconds:g} s ({_root_cause(error)})"
+        )
+    except Exception as error:
+        # A server that does not speak Dask's protocol can fail its decoder in
+        # any way: with distributed 2026.8.0, an HTTP reply read as a frame
+        # length raised MemoryError.
+        problem = (
+            f"the connection to a Dask scheduler at {address} failed "
+            f"({type(error).__name__}: {error})"
+        )
+    else:
+        server_type = identity.get("type") if isinstance(identity, dict) else None
+        if server_type == "Scheduler":
+            return
+        problem = (
+            f"the server at {address} replied as a Dask {server_type}, not as a "
+            "scheduler"
+        )
+    raise SpecError(
+        [
+            f"dask.address: {problem}. Received: address={address!r}. "
+            f"{_scheduler_fix(address)}"
+        ]
+    )
+
+
+async def _request_identity(address: str, timeout_seconds: float) -> Any:
+    """Connect to a Dask server and return its reply to an `identity` request."""
+    connection_args = Security().get_connection_args("client")
+    async with rpc(
+        address, timeout=timeout_seconds, connection_args=connection_args
+    ) as server:
+        # The connection attempt stops after timeout_seconds, but its
+        # handshake and the request wait for a reply without a limit.
+        return await asyncio.wait_for(server.identity(), 2 * timeout_seconds)
+
+
+def _run_coroutine(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine to its end, in a new thread if this one runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def _root_cause(error: BaseException) -> str:
+    """Describe the innermost error of a chain, such as a refused connection."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return f"{type(error).__name__}: {error}"
+
+
+def _scheduler_fix(address: str) -> str:
+    """Say how to start a scheduler at the address, or how to do without one."""
+    _, location = parse_address(address)
+    host, port = parse_host_port(location)
+    return (
+        f"Start a scheduler there with `dask scheduler --host {host} --port "
+        f"{port}` and its workers with `dask worker {address} --nthreads 1`, or "
+        "remove address from [dask] to start a local cluster of [dask] n_workers "
+        "worker processes for the search."
+    )
 
 
 def check_tracking_store(spec: TuningSpec, tracking_uri: str) -> None:
@@ -95,6 +206,12 @@ def dask_task_runner(spec: TuningSpec) -> DaskTaskRunner:
             "processes": True,
             "host": "127.0.0.1",
             "dashboard_address": "127.0.0.1:0",
+            # The worker processes share the terminal's process group, and
+            # this preload makes them ignore its Ctrl-C (see tasks.dask_stop).
+            "preload": [
+                *dask.config.get("distributed.worker.preload", default=[]),
+                LOCAL_WORKER_PRELOAD,
+            ],
         },
     )
 
@@ -121,6 +238,26 @@ def running_on_dask(spec: TuningSpec, tracking_uri: str) -> Iterator[DaskTaskRun
                     {"Prefect API": api_url, "MLflow tracking server": tracking_uri},
                 )
             yield runner
+
+
+@contextlib.contextmanager
+def stopping_dask_trials(
+    task_runner: TaskRunner[PrefectFuture[Any]] | None, search_run_id: str
+) -> Iterator[Callable[[], None] | None]:
+    """Yield the function that stops the search's trials on Dask, or None off Dask.
+
+    The function sets the search's stop event (`tasks.dask_stop`), and the
+    event is deleted from the scheduler when the block ends.
+    """
+    if not isinstance(task_runner, DaskTaskRunner):
+        yield None
+        return
+
+    stop_event = SearchStopEvent(task_runner.client, search_run_id)
+    try:
+        yield stop_event.set
+    finally:
+        stop_event.remove()
 
 
 def flow_api_url() -> str:

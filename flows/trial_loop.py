@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from prefect import get_run_logger
@@ -24,7 +25,8 @@ TUNER_ID = "tuneflow"
 # How often the flow's main thread wakes up while it waits for a trial. Python
 # runs signal handlers in the main thread only, and a thread blocked on a lock
 # runs none until it wakes, so a Ctrl-C that the OS delivers to another thread
-# would otherwise wait until a trial finishes.
+# would otherwise wait until a trial finishes. At each wake-up, the loop also
+# passes a stop request on through `stop_trials`.
 WAKE_UP_SECONDS = 0.25
 
 
@@ -50,7 +52,9 @@ class TrialLoop:
     and the oracle's trials still RUNNING run first, once more each. With a
     `project`, the search is saved as each trial starts and ends. With a
     `task_runner`, such as a `DaskTaskRunner`, the trial tasks run there
-    instead of in the flow's own task runner.
+    instead of in the flow's own task runner. At a stop request, the loop
+    calls `stop_trials` once, to pass the request on to trials that run where
+    this process's request does not reach, such as on Dask workers.
     """
 
     def __init__(
@@ -64,6 +68,7 @@ class TrialLoop:
         project: SearchProject | None = None,
         finished: dict[str, TrialResult] | None = None,
         task_runner: TaskRunner[PrefectFuture[Any]] | None = None,
+        stop_trials: Callable[[], None] | None = None,
     ) -> None:
         self.oracle = oracle
         self.spec = spec
@@ -81,6 +86,8 @@ class TrialLoop:
         )
         self.task = run_trial.with_options(retries=spec.max_retries_per_trial)
         self.task_runner = task_runner
+        self.stop_trials = stop_trials
+        self.stop_passed_on = False
 
     def run(self) -> tuple[list[TrialResult], str | None]:
         """Run trials until the oracle stops, and return every result and the reason.
@@ -170,12 +177,23 @@ class TrialLoop:
         notify("trial_started", trial.number, values)
 
     def _next_finished(self) -> PrefectFuture[TrialResult]:
-        """Wait for a running trial's future to finish, and return it."""
+        """Wait for a running trial's future to finish, and return it.
+
+        A stop request while it waits is passed on to the running trials.
+        """
         while True:
             try:
                 return self.finished_futures.get(timeout=WAKE_UP_SECONDS)
             except queue.Empty:
-                continue
+                if stop_requested():
+                    self._pass_stop_on()
+
+    def _pass_stop_on(self) -> None:
+        """Call `stop_trials` once, after the first stop request."""
+        if self.stop_trials is None or self.stop_passed_on:
+            return
+        self.stop_passed_on = True
+        self.stop_trials()
 
     def _finish(self, future: PrefectFuture[TrialResult]) -> None:
         trial = self.running.pop(future)
@@ -223,11 +241,12 @@ class TrialLoop:
 
     def _stop_at_request(self) -> NoReturn:
         """Wait for the running trials to stop, keep those that finished, and raise."""
+        self._pass_stop_on()
         while self.running:
             self._finish(self._next_finished())
         self.save()
         finished = self.sorted_results()
-        stopped = ", ".join(str(number) for number in self.stopped_trials) or "none"
+        stopped = ", ".join(str(n) for n in sorted(self.stopped_trials)) or "none"
         raise SearchInterruptedError(
             f"The user interrupted the search: {len(finished)} finished trial(s) "
             f"kept; trial(s) stopped while running: {stopped}.",

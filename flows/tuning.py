@@ -22,7 +22,12 @@ from prefect.futures import PrefectFuture
 from prefect.states import Cancelled, State
 from prefect.task_runners import TaskRunner
 
-from flows.dask_engine import check_tracking_store, running_on_dask
+from flows.dask_engine import (
+    check_scheduler,
+    check_tracking_store,
+    running_on_dask,
+    stopping_dask_trials,
+)
 from flows.events import notify
 from flows.trial_loop import TUNER_ID, SearchFailedError, TrialLoop
 from tasks.data import DataRef
@@ -58,6 +63,7 @@ from tasks.tracking import (
     fail_unfinished_runs,
     resolve_tracking_uri,
     start_search_run,
+    warm_up_model_logging,
 )
 from tasks.trial import running_in_workers
 from tasks.trial_execution import prepare_trial_inputs
@@ -120,9 +126,9 @@ def run_search(
 ) -> SearchResult:
     """Run the search inside a running flow. `spec_file` is (file name, text).
 
-    The data, the search space and a saved search to resume are checked
-    before the parent run is created, so a spec that fails them leaves
-    nothing behind in MLflow.
+    The tracking store, the Dask scheduler, the data, the search space and a
+    saved search to resume are checked before the parent run is created, so a
+    spec that fails them leaves nothing behind in MLflow.
 
     Raises:
         SearchInterruptedError: a stop was requested (`tasks.stop_request`).
@@ -131,6 +137,7 @@ def run_search(
     logger = get_run_logger()
     uri = resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
     check_tracking_store(spec, uri)
+    check_scheduler(spec)
     mlflow.set_tracking_uri(uri)
     objective = objective_from_spec(spec)
     project, saved = open_project(spec, uri)
@@ -159,7 +166,10 @@ def run_search(
         if saved is not None:
             report_resumed_search(client, saved, parent_run_id, finished, oracle)
         warn_ignored_settings(spec)
-        with trial_execution(spec, data_ref, uri) as task_runner:
+        with (
+            trial_execution(spec, data_ref, uri) as task_runner,
+            stopping_dask_trials(task_runner, parent_run_id) as stop_trials,
+        ):
             notify("search_started", planned_num_trials(spec), parent_run_id)
             if finished:
                 notify("search_resumed", len(finished))
@@ -172,6 +182,7 @@ def run_search(
                 project=project,
                 finished=finished,
                 task_runner=task_runner,
+                stop_trials=stop_trials,
             )
             trials, stop_message = loop.run()
         notify("search_finished", stop_message)
@@ -354,7 +365,8 @@ def trial_execution(
 
     Each worker loads the data and builds the search space before its first
     trial. Without worker processes, trials train in the flow's process, one at
-    a time. With engine = "dask", this yields the Dask task runner that the
+    a time, after MLflow's one-time model-logging set-up runs here (see
+    `warm_up_model_logging`). With engine = "dask", this yields the Dask task runner that the
     trial tasks go to; otherwise it yields None.
     """
     if spec.engine == "dask":
@@ -362,6 +374,7 @@ def trial_execution(
             yield task_runner
         return
     if not spec.uses_worker_processes():
+        warm_up_model_logging()
         yield None
         return
 

@@ -79,6 +79,7 @@ PROJECT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 DASK_ADDRESS_PATTERN = re.compile(
     r"(?:(?:tcp|tls|ws|wss|ucx)://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}"
 )
+MAX_PORT = 65535
 # The example value that the error for a count below 1 suggests (10 otherwise).
 _POSITIVE_EXAMPLES = {
     "concurrency": 1,
@@ -388,6 +389,13 @@ class MlflowSpec(_Section):
         return value
 
 
+def _is_scheduler_address(value: str) -> bool:
+    """Return whether `value` is a Dask address with a port from 1 to MAX_PORT."""
+    if not DASK_ADDRESS_PATTERN.fullmatch(value):
+        return False
+    return 1 <= int(value.rsplit(":", 1)[1]) <= MAX_PORT
+
+
 class DaskSpec(_Section):
     """The `[dask]` table: the Dask cluster that runs the trials when engine = "dask".
 
@@ -401,12 +409,12 @@ class DaskSpec(_Section):
     @field_validator("address")
     @classmethod
     def _check_address(cls, value: str | None) -> str | None:
-        if value is not None and not DASK_ADDRESS_PATTERN.fullmatch(value):
+        if value is not None and not _is_scheduler_address(value):
             raise ValueError(
                 "must be a Dask scheduler address with a host and a port. Received: "
                 f"address={value!r}. Write the address that `dask scheduler` prints, "
                 "e.g. 'tcp://127.0.0.1:8786', or remove address to start a local "
-                "cluster."
+                "cluster of [dask] n_workers worker processes."
             )
         return value
 

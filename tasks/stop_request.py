@@ -4,25 +4,31 @@
 trial that trains in this process stops at its next batch (see
 `tasks.interrupted_runs.StopOnRequest`). A trial worker process gets the
 request as a SIGINT, which `stop_on_sigint` turns into the same request there.
+A trial on a Dask worker gets it through a `distributed.Event` that
+`stop_requested` polls inside `also_stopping_when` (see `tasks.dask_stop`).
 
 This module imports only the standard library, so a worker process can set
 up its SIGINT handler before it imports Keras.
-
-NOTE: trials on Dask workers (engine = "dask") never see the request. Only a
-SIGINT that reaches their processes stops them, which no test covers, and a
-trial that fails that way is recorded as failed rather than interrupted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from types import FrameType
 from typing import Any
 
 _stop = threading.Event()
+# The check for a stop requested outside this process, which
+# `stop_requested` calls inside `also_stopping_when`.
+_outside_stop_check: ContextVar[Callable[[], bool] | None] = ContextVar(
+    "tuneflow_outside_stop_check", default=None
+)
 
 
 class SearchInterruptedError(RuntimeError):
@@ -53,7 +59,28 @@ def request_stop() -> None:
 
 
 def stop_requested() -> bool:
-    return _stop.is_set()
+    """Return whether a stop was requested.
+
+    Inside `also_stopping_when`, a request that its check finds counts too.
+    """
+    if _stop.is_set():
+        return True
+    check = _outside_stop_check.get()
+    return check is not None and check()
+
+
+@contextlib.contextmanager
+def also_stopping_when(check: Callable[[], bool]) -> Iterator[None]:
+    """Make `stop_requested()` inside the block also return True when `check()` does.
+
+    Training calls `stop_requested()` before every batch, so `check` must
+    be cheap, and must cache the result of any remote read it makes.
+    """
+    token = _outside_stop_check.set(check)
+    try:
+        yield
+    finally:
+        _outside_stop_check.reset(token)
 
 
 def clear_stop_request() -> None:

@@ -18,7 +18,9 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import task_run as current_task_run
 from prefect.states import Cancelled, State
 
+from tasks.dask_stop import stopping_with_search
 from tasks.data import DataRef
+from tasks.expected_failures import clear_expected_failure, mark_expected_failure
 from tasks.results import TrialResult
 from tasks.spec import TuningSpec
 from tasks.stop_request import SearchInterruptedError, stop_requested
@@ -93,7 +95,9 @@ def run_trial(
     A trial stopped by a stop request (`tasks.stop_request`) ends its task run
     Cancelled, and its future's `result()` raises `SearchInterruptedError`.
     So does a trial that fails after the request, such as in a worker process
-    that the interrupt ended, so that a resumed search runs it again.
+    that the interrupt ended, so that a resumed search runs it again. On a
+    Dask worker, the request comes from the search's stop event
+    (`tasks.dask_stop`).
     """
     run_logger = get_run_logger()
     attempt = current_task_run.get_run_count()
@@ -101,18 +105,22 @@ def run_trial(
     arguments = (
         trial_number, values, data_ref, spec, parent_run_id, tracking_uri, plan
     )
-    try:
-        result = _train(arguments)
-    except SearchInterruptedError as error:
-        return Cancelled(message=str(error), data=error)
-    except Exception as error:
-        if not stop_requested():
-            raise
-        interrupted = SearchInterruptedError(
-            f"Trial {trial_number} failed after the user interrupted the search: "
-            f"{type(error).__name__}: {error}"
-        )
-        return Cancelled(message=str(interrupted), data=interrupted)
+    stop_watch: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if spec.engine == "dask":
+        stop_watch = stopping_with_search(parent_run_id)
+    with stop_watch:
+        try:
+            result = _train(arguments)
+        except SearchInterruptedError as error:
+            return Cancelled(message=str(error), data=error)
+        except Exception as error:
+            if not stop_requested():
+                raise
+            interrupted = SearchInterruptedError(
+                f"Trial {trial_number} failed after the user interrupted the "
+                f"search: {type(error).__name__}: {error}"
+            )
+            return Cancelled(message=str(interrupted), data=interrupted)
     run_logger.info(
         "Trial %d finished with %s=%.6g at epoch %d and hyperparameters %s (run %s).",
         trial_number,
@@ -131,9 +139,20 @@ def _train(arguments: tuple[Any, ...]) -> TrialResult:
     This is a module function, not inline in `run_trial`, because a Dask worker
     receives `run_trial` pickled by value with the globals that it names, and
     neither a ContextVar nor a lock can be pickled.
+
+    A trial error, and any error after a stop request, marks the task run in
+    `tasks.expected_failures`, so that the command's console leaves out
+    Prefect's error records of it. A retry starts unmarked.
     """
+    task_run_id = str(current_task_run.id)
+    clear_expected_failure(task_run_id)
     workers = _trial_workers.get()
-    if workers is not None:
-        return execute_trial_in_workers(workers, *arguments)
-    with _in_process_trial_lock:
-        return execute_trial(*arguments)
+    try:
+        if workers is not None:
+            return execute_trial_in_workers(workers, *arguments)
+        with _in_process_trial_lock:
+            return execute_trial(*arguments)
+    except Exception as error:
+        if isinstance(error, (TrialError, SearchInterruptedError)) or stop_requested():
+            mark_expected_failure(task_run_id)
+        raise

@@ -26,6 +26,7 @@ from tasks.tracking import (
     log_trial_model,
     outcome_records,
     start_trial_run,
+    warm_up_model_logging,
 )
 from tasks.trial_details import describe_optimizer, execution_records
 from tasks.trial_plan import TrialPlan
@@ -152,24 +153,27 @@ def execute_trial(
     logger.info(
         "Trial %d started (run %s) with values %s.", trial_number, run_id, values
     )
+    epoch_metrics = EpochMetricsLogger(client, run_id)
     try:
-        executions = run_executions(
-            hypermodel,
-            space,
-            values,
-            spec=spec,
-            plan=plan,
-            objective=objective,
-            dataset=dataset,
-            callbacks=[EpochMetricsLogger(client, run_id)],
-            seed=None if spec.seed is None else spec.seed + trial_number,
-            deadline=trial_deadline(spec),
-        )
+        with epoch_metrics.written_if_training_fails():
+            executions = run_executions(
+                hypermodel,
+                space,
+                values,
+                spec=spec,
+                plan=plan,
+                objective=objective,
+                dataset=dataset,
+                callbacks=[epoch_metrics],
+                seed=None if spec.seed is None else spec.seed + trial_number,
+                deadline=trial_deadline(spec),
+            )
         outcome = executions.best
         # One batch for what training produced: each MLflow write to a SQLite
         # store costs milliseconds. It comes before the model, whose metrics
         # MLflow copies from the run's metrics at the best epoch.
         records = execution_records(executions)
+        records.metrics[:0] = epoch_metrics.take_pending()
         records.extend(
             outcome_records(
                 objective_name=objective.name,
@@ -200,7 +204,10 @@ def execute_trial(
         ) from error
     except Exception as error:
         end_run(client, run_id, "FAILED", error)
-        logger.error("Trial %d failed (run %s): %s", trial_number, run_id, error)
+        # INFO: the TrialError below carries this message to the caller, which
+        # reports it, and in a worker process Python's last-resort handler would
+        # print a WARNING or an ERROR to the terminal a second time.
+        logger.info("Trial %d failed (run %s): %s", trial_number, run_id, error)
         raise TrialError(
             f"Trial {trial_number} failed (MLflow run {run_id}): "
             f"{type(error).__name__}: {error}",
@@ -250,6 +257,7 @@ def prepare_trial_inputs(
         return
     mlflow.set_tracking_uri(tracking_uri)
     MlflowClient(tracking_uri).search_experiments(max_results=1)
+    warm_up_model_logging()
     warm_up_tensorflow(dataset.x_train[:8])
 
 
@@ -281,7 +289,7 @@ def end_timed_out_trial(
     if limit is not None:
         log_timeout(client, run_id, limit, stopped_by)
     end_run(client, run_id, "FAILED", error)
-    logger.error("Trial %d timed out (run %s): %s", trial_number, run_id, error)
+    logger.info("Trial %d timed out (run %s): %s", trial_number, run_id, error)
     return TimedOutTrialError(
         f"Trial {trial_number} timed out (MLflow run {run_id}): "
         f"{type(error).__name__}: {error}",

@@ -182,10 +182,11 @@ class SlowFitModel(HyperModel):
 
     The environment sets the log file (TUNEFLOW_TEST_BATCH_LOG), which gets one
     JSON line when a fit starts and one per finished training batch, with the
-    units, the process id and the wall-clock time. A model whose units equal
-    TUNEFLOW_TEST_SLOW_UNITS sleeps 0.1 s after every batch and trains the
-    spec's epochs. One whose units equal TUNEFLOW_TEST_HANG_UNITS sleeps 60 s
-    before its first batch, as a hung step would. Others train 2 epochs.
+    units, the process id and the wall-clock time. A model whose units are in
+    TUNEFLOW_TEST_SLOW_UNITS (a comma-separated list) sleeps 0.1 s after every
+    batch and trains the spec's epochs. One whose units equal
+    TUNEFLOW_TEST_HANG_UNITS sleeps 60 s before its first batch, as a hung step
+    would. Others train 2 epochs.
     """
 
     def build(self, hp: HyperParameters) -> keras.Model:
@@ -193,7 +194,7 @@ class SlowFitModel(HyperModel):
 
     def fit(self, hp: HyperParameters, model: Any, *args: Any, **kwargs: Any) -> Any:
         units = str(hp.get("units"))
-        slow = units == os.environ.get("TUNEFLOW_TEST_SLOW_UNITS")
+        slow = units in os.environ.get("TUNEFLOW_TEST_SLOW_UNITS", "").split(",")
         hang = units == os.environ.get("TUNEFLOW_TEST_HANG_UNITS")
         if not slow and not hang:
             kwargs["epochs"] = 2
@@ -273,3 +274,41 @@ class GlobalStateModel(HyperModel):
         with log_file.open("a", encoding="utf-8") as log:
             log.write(json.dumps(entry) + "\n")
         return model
+
+
+class TrialOutcomesModel(HyperModel):
+    """Trains 8 units, and fails each wider model in another way a trial can fail.
+
+    16 units raise a RuntimeError in fit. 24 units train for 1,000 epochs,
+    sleeping 0.5 s after every batch, until the spec's trial_timeout_seconds
+    stops them. 32 units compile without the accuracy metric, so an objective
+    on val_accuracy names a metric that the model does not report.
+    """
+
+    def build(self, hp: HyperParameters) -> keras.Model:
+        model = build_tiny_model(hp)
+        if hp.get("units") != 32:
+            return model
+        # A new model, because compiling the tiny model again without metrics
+        # keeps its accuracy metric (Keras 3.15).
+        bare = keras.Sequential(
+            [
+                keras.Input(shape=(8, 8)),
+                keras.layers.Flatten(),
+                keras.layers.Dense(10, activation="softmax"),
+            ]
+        )
+        bare.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        return bare
+
+    def fit(self, hp: HyperParameters, model: Any, *args: Any, **kwargs: Any) -> Any:
+        units = hp.get("units")
+        if units == 16:
+            raise RuntimeError("16 units diverged in this test")
+        if units == 24:
+            slow = keras.callbacks.LambdaCallback(
+                on_train_batch_end=lambda batch, logs: time.sleep(0.5)
+            )
+            kwargs["epochs"] = 1000
+            kwargs["callbacks"] = [*kwargs.get("callbacks", []), slow]
+        return model.fit(*args, **kwargs)

@@ -14,6 +14,9 @@ from typer.testing import CliRunner
 from flows.cli import EXIT_INVALID_SPEC, app
 
 runner = CliRunner()
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# Wide enough that no table cell wraps.
+WIDE_CONSOLE = {"COLUMNS": "200"}
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +72,61 @@ def test_validate_prints_summary(tmp_path: Path, digits_npz: Path) -> None:
     assert outcome.exit_code == 0, outcome.output
     assert "is valid" in outcome.output
     assert "Data: 400 samples" in outcome.output
-    assert "Default search space size: 3" in outcome.output
+    assert "Objective: val_accuracy (max)" in outcome.output
+    assert "Search space: 3 hyperparameters, 8 configurations" in outcome.output
+    assert "{'default'" not in outcome.output
+
+
+def table_rows(output: str) -> dict[str, list[str]]:
+    """Return the cells of each row of the tables in `output`, by the first cell."""
+    rows = {}
+    for line in output.splitlines():
+        if line.startswith("│"):
+            cells = [cell.strip() for cell in line.strip("│").split("│")]
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_validate_tables_digits_example(tracking_uri: str) -> None:
+    spec_path = EXAMPLES / "digits.toml"
+
+    outcome = runner.invoke(app, ["validate", str(spec_path)], env=WIDE_CONSOLE)
+
+    assert outcome.exit_code == 0, outcome.output
+    rows = table_rows(outcome.output)
+    assert sorted(rows) == ["dropout", "learning_rate", "units"]
+    assert rows["units"] == [
+        "units", "Int", "32 to 128, step 32", "linear", "64", "tuned"
+    ]
+    assert rows["dropout"] == [
+        "dropout", "Boolean", "False, True", "", "False", "tuned"
+    ]
+    assert rows["learning_rate"] == [
+        "learning_rate", "Choice", "0.01, 0.001, 0.0001", "", "0.01", "tuned"
+    ]
+    output = outcome.output
+    assert "Search space: 3 hyperparameters, 24 configurations" in output
+    assert "Objective: val_accuracy (max)" in output
+    assert "Oracle: random, up to 10 trials" in output
+    assert "Training: 3 epochs per trial, batch size 32" in output
+    assert "Engine: local, 1 trial at a time, in the command's process" in output
+    assert f"MLflow tracking URI: {tracking_uri}, experiment 'digits'" in output
+
+
+def test_validate_marks_untuned_entries(tracking_uri: str) -> None:
+    spec_path = EXAMPLES / "search_a_few.toml"
+
+    outcome = runner.invoke(app, ["validate", str(spec_path)], env=WIDE_CONSOLE)
+
+    assert outcome.exit_code == 0, outcome.output
+    rows = table_rows(outcome.output)
+    assert rows["learning_rate"] == [
+        "learning_rate", "Float", "0.0001 to 0.01", "log", "0.0001", "tuned"
+    ]
+    assert rows["units"][-2:] == ["64", "not tuned"]
+    assert rows["dropout"][-2:] == ["False", "not tuned"]
+    assert "Search space: 1 hyperparameter" in outcome.output
+    assert "Not tuned: tune_new_entries = false keeps" in outcome.output
 
 
 def test_validate_rejects_dask_with_sqlite(tmp_path: Path, digits_npz: Path) -> None:

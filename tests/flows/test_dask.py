@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +22,18 @@ from pipeline_runs import experiment_runs, split_runs, trial_task_runs
 from pipeline_specs import write_tiny_spec
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-from server_processes import ServerProcess
+from server_processes import ServerProcess, free_port
+from typer.testing import CliRunner
 
-from flows.dask_engine import is_local_store, is_loopback
+from flows.cli import EXIT_INVALID_SPEC, app
+from flows.dask_engine import (
+    check_scheduler,
+    dask_task_runner,
+    is_local_store,
+    is_loopback,
+)
 from flows.tuning import tune_flow
-from tasks.spec import SpecError
+from tasks.spec import SpecError, TuningSpec, parse_spec
 from tasks.tracking import WORKER_TAG
 from tasks.trial import run_trial
 
@@ -33,6 +42,8 @@ pytestmark = pytest.mark.usefixtures("prefect_backend")
 PER_EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 STORE_ERRORS = ("database is locked", "already exists")
 LOG_WAIT_SECONDS = 15.0
+# A short limit for the scheduler checks that this file calls directly.
+CHECK_TIMEOUT_SECONDS = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -255,3 +266,173 @@ def test_dask_rejects_file_store(tmp_path: Path, digits_npz: Path) -> None:
         f"`mlflow migrate-filestore --source {store} --target {database}`" in message
     )
     assert not store.exists()
+
+
+@pytest.fixture
+def restore_environment() -> Iterator[None]:
+    """Undo the environment defaults that the CLI sets in this process."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def dask_spec(address: str) -> TuningSpec:
+    return parse_spec(
+        {
+            "hypermodel": "hypermodels:build_tiny_model",
+            "engine": "dask",
+            "dask": {"address": address},
+        }
+    )
+
+
+@pytest.mark.usefixtures("restore_environment")
+def test_cli_rejects_unreachable_scheduler(
+    tmp_path: Path, digits_npz: Path, mlflow_server: ServerProcess
+) -> None:
+    # Nothing listens on a free port of 127.0.0.1, so each connection attempt
+    # is refused until the check's time limit ends.
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    spec_path = write_tiny_spec(
+        tmp_path,
+        digits_npz,
+        experiment="dask-unreachable",
+        extra=f'engine = "dask"\n\n[dask]\naddress = "{address}"',
+    )
+    runner = CliRunner()
+
+    for command in (["validate"], ["tune"]):
+        outcome = runner.invoke(
+            app,
+            [*command, str(spec_path)],
+            env={"MLFLOW_TRACKING_URI": mlflow_server.url},
+        )
+
+        assert outcome.exit_code == EXIT_INVALID_SPEC, outcome.output
+        assert outcome.output.count("dask.address: ") == 1, outcome.output
+        assert f"could not connect to a Dask scheduler at {address}" in outcome.output
+        assert "ConnectionRefusedError" in outcome.output
+        assert f"Received: address='{address}'." in outcome.output
+        assert f"`dask scheduler --host 127.0.0.1 --port {port}`" in outcome.output
+        assert "remove address from [dask]" in outcome.output
+        assert "[dask] n_workers" in outcome.output
+        assert "Prefect" not in outcome.output, "Prefect's server did not start"
+    experiment = MlflowClient(mlflow_server.url).get_experiment_by_name(
+        "dask-unreachable"
+    )
+    assert experiment is None, "tune created nothing in MLflow"
+
+
+@pytest.mark.usefixtures("restore_environment")
+def test_cli_rejects_malformed_address(
+    tmp_path: Path, digits_npz: Path, mlflow_server: ServerProcess
+) -> None:
+    spec_path = write_tiny_spec(
+        tmp_path,
+        digits_npz,
+        extra='engine = "dask"\n\n[dask]\naddress = "not an address"',
+    )
+
+    outcome = CliRunner().invoke(
+        app,
+        ["validate", str(spec_path)],
+        env={"MLFLOW_TRACKING_URI": mlflow_server.url},
+    )
+
+    assert outcome.exit_code == EXIT_INVALID_SPEC, outcome.output
+    assert "dask.address: must be a Dask scheduler address" in outcome.output
+    assert "Received: address='not an address'." in outcome.output
+    assert "e.g. 'tcp://127.0.0.1:8786', or remove address" in outcome.output
+
+
+@pytest.mark.usefixtures("restore_environment")
+def test_cli_accepts_running_scheduler(
+    tmp_path: Path,
+    digits_npz: Path,
+    dask_cluster: LocalCluster,
+    mlflow_server: ServerProcess,
+) -> None:
+    spec_path = write_tiny_spec(
+        tmp_path,
+        digits_npz,
+        extra=(
+            'engine = "dask"\n\n'
+            f'[dask]\naddress = "{dask_cluster.scheduler_address}"'
+        ),
+    )
+
+    outcome = CliRunner().invoke(
+        app,
+        ["validate", str(spec_path)],
+        env={"MLFLOW_TRACKING_URI": mlflow_server.url},
+    )
+
+    assert outcome.exit_code == 0, outcome.output
+    assert "is valid" in outcome.output
+
+
+def test_scheduler_check_rejects_worker(dask_cluster: LocalCluster) -> None:
+    worker_address = next(iter(dask_cluster.scheduler_info["workers"]))
+
+    with pytest.raises(SpecError) as caught:
+        check_scheduler(dask_spec(worker_address), CHECK_TIMEOUT_SECONDS)
+
+    message = str(caught.value)
+    assert f"the server at {worker_address} replied as a Dask Worker" in message
+    assert f"Received: address='{worker_address}'." in message
+
+
+def test_scheduler_check_rejects_silent_server() -> None:
+    # The socket accepts connections into its backlog but never replies.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+
+        with pytest.raises(SpecError) as caught:
+            check_scheduler(dask_spec(address), CHECK_TIMEOUT_SECONDS)
+
+    message = str(caught.value)
+    assert (
+        f"the server at {address} accepted the connection but did not reply as a "
+        f"Dask scheduler within {CHECK_TIMEOUT_SECONDS:g} s" in message
+    )
+
+
+def test_scheduler_check_skips_local_cluster() -> None:
+    spec = parse_spec(
+        {"hypermodel": "hypermodels:build_tiny_model", "engine": "dask"}
+    )
+
+    check_scheduler(spec, CHECK_TIMEOUT_SECONDS)
+
+
+def test_local_cluster_workers_ignore_sigint() -> None:
+    spec = parse_spec(
+        {
+            "hypermodel": "hypermodels:build_tiny_model",
+            "engine": "dask",
+            "concurrency": 2,
+        }
+    )
+
+    with dask_task_runner(spec) as runner:
+        client = runner.client
+        pids = client.run(os.getpid)
+        ignored = [sigint_ignored(pid) for pid in pids.values()]
+        for pid in pids.values():
+            os.kill(pid, signal.SIGINT)
+        pids_after_sigint = client.run(os.getpid)
+
+    assert len(pids) == 2
+    assert ignored == [True, True]
+    assert pids_after_sigint == pids, "the same workers answer after the SIGINT"
+
+
+def sigint_ignored(pid: int) -> bool:
+    """Return whether a Linux process ignores SIGINT, from its SigIgn mask."""
+    status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    mask = next(line for line in status.splitlines() if line.startswith("SigIgn:"))
+    return bool(int(mask.split()[1], 16) & (1 << (signal.SIGINT - 1)))

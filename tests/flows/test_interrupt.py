@@ -8,15 +8,19 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from distributed import Client, Event, LocalCluster
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus, Run
 from pipeline_runs import experiment_runs, split_runs
 from pipeline_specs import write_tiny_spec
+from server_processes import ServerProcess
 
+from tasks.dask_stop import stop_event_name
 from tasks.project import PROJECTS_FOLDER
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -31,6 +35,12 @@ EXIT_LIMIT_SECONDS = 20.0
 # A slow batch takes 0.1 s and the flow's main thread wakes every 0.25 s, so
 # training must stop within a few batches of the SIGINT.
 MAX_BATCHES_AFTER_SIGINT = 10
+# The slow trials on Dask workers, by units.
+DASK_SLOW_UNITS = "16,24"
+# The flow's process sets the stop event within 0.25 s of the SIGINT, and a
+# worker reads it every 0.5 s, so a slow trial stops within about 10 batches.
+# The limit leaves room for a busy machine.
+MAX_DASK_BATCHES_AFTER_SIGINT = 30
 
 GRID_OVER_UNITS = """oracle = "grid"
 tune_new_entries = false
@@ -164,6 +174,8 @@ def test_sigint_ends_runs_killed(
     # The command names the folder: the default store and the saved search are there.
     assert f"cd {REPOSITORY} && " in stderr
     assert "Traceback" not in stderr
+    # The stopped trial's task run ends Cancelled, which Prefect logs as an error.
+    assert "Finished in state Cancelled" not in stderr
 
     client = MlflowClient(tracking_uri)
     parents, trials = runs_by_name(tracking_uri, "sigint")
@@ -265,3 +277,118 @@ def test_closed_pipe_then_resume(
     )
     assert sorted(c.info.run_name for c in children) == ["trial-1", "trial-2"]
     assert {c.info.status for c in children} == {"FINISHED"}
+
+
+@pytest.fixture
+def slow_dask_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    """Start 2 Dask worker processes that train DASK_SLOW_UNITS slowly.
+
+    The workers are children of the test's process, not of tuneflow's, so a
+    signal sent to tuneflow does not reach them. They log their batches to
+    `batches.jsonl` in the test's folder.
+    """
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        env={
+            "TUNEFLOW_TEST_BATCH_LOG": str(tmp_path / "batches.jsonl"),
+            "TUNEFLOW_TEST_SLOW_UNITS": DASK_SLOW_UNITS,
+        },
+    ) as cluster:
+        yield cluster
+
+
+def wait_for_slow_dask_batches(
+    process: subprocess.Popen[str], batch_log: Path
+) -> None:
+    """Wait until both slow trials have trained a batch on the Dask workers."""
+    slow_units = {int(units) for units in DASK_SLOW_UNITS.split(",")}
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        entries = read_batch_log(batch_log)
+        training = {e["units"] for e in entries if e["event"] == "batch"}
+        if slow_units <= training:
+            return
+        assert process.poll() is None, f"tuneflow exited with {process.returncode}"
+        time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"The slow trials did not train within {START_TIMEOUT_SECONDS} s.")
+
+
+@pytest.mark.usefixtures("prefect_backend")
+def test_sigint_stops_dask_trials(
+    tmp_path: Path,
+    digits_npz: Path,
+    mlflow_server: ServerProcess,
+    slow_dask_cluster: LocalCluster,
+) -> None:
+    from prefect.settings import get_current_settings
+
+    batch_log = tmp_path / "batches.jsonl"
+    address = slow_dask_cluster.scheduler_address
+    # Trial 0 (8 units) trains fast. Trials 1 and 2 train slowly, one on
+    # each worker, trial 2 after trial 0 has finished.
+    spec_path = write_tiny_spec(
+        tmp_path,
+        digits_npz,
+        experiment="sigint-dask",
+        max_trials=3,
+        epochs=100,
+        hypermodel="hypermodels:SlowFitModel",
+        extra=(
+            f'engine = "dask"\nconcurrency = 2\ndirectory = "{PROJECTS_FOLDER}"\n'
+            f'{GRID_OVER_UNITS}\n[dask]\naddress = "{address}"\n'
+        ),
+    )
+    api_url = str(get_current_settings().api.url)
+    env = cli_environment(tmp_path, batch_log, prefect_api_url=api_url)
+    process = start_cli(spec_path, mlflow_server.url, env, tmp_path / "stderr.txt")
+
+    wait_for_slow_dask_batches(process, batch_log)
+    # tuneflow alone gets the signal, as `kill -INT` sends it, so only the
+    # search's stop event can reach the trials on the Dask workers.
+    sigint_time = time.time()
+    process.send_signal(signal.SIGINT)
+    wait_for_exit(process, sigint_time)
+
+    stderr = (tmp_path / "stderr.txt").read_text()
+    assert process.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert "finished trial(s) kept; trial(s) stopped while running: 1, 2." in stderr
+
+    parents, trials = runs_by_name(mlflow_server.url, "sigint-dask")
+    assert [parent.info.status for parent in parents] == ["KILLED"]
+    assert parents[0].data.tags["tuneflow.status"] == "INTERRUPTED"
+    assert sorted(trials) == ["trial-0", "trial-1", "trial-2"]
+    assert trials["trial-0"].info.status == "FINISHED"
+    for name in ("trial-1", "trial-2"):
+        stopped = trials[name]
+        assert stopped.info.status == "KILLED", name
+        assert stopped.data.tags["tuneflow.status"] == "INTERRUPTED", name
+        assert "Interrupted by the user" in stopped.data.tags["tuneflow.error"], name
+    assert "RUNNING" not in {run.info.status for run in trials.values()}
+    stopped_pids = {
+        trials[name].data.tags["tuneflow.worker"].rsplit(":", 1)[1]
+        for name in ("trial-1", "trial-2")
+    }
+    assert len(stopped_pids) == 2, "one stopped trial on each Dask worker"
+
+    # Each slow trial stopped within a few batches of the signal, long before
+    # the end of its 100 epochs, and trained nothing after its run ended.
+    batches = [e for e in read_batch_log(batch_log) if e["event"] == "batch"]
+    for units, name in zip((16, 24), ("trial-1", "trial-2"), strict=True):
+        times = [e["time"] for e in batches if e["units"] == units]
+        assert max(times) <= trials[name].info.end_time / 1000, name
+        late = sum(t > sigint_time for t in times)
+        assert late <= MAX_DASK_BATCHES_AFTER_SIGINT, (name, late)
+
+    project = tmp_path / PROJECTS_FOLDER / "interrupted"
+    oracle_state = json.loads((project / "oracle.json").read_text())
+    statuses = {t["number"]: t["status"] for t in oracle_state["trials"]}
+    assert statuses == {0: "COMPLETED", 1: "RUNNING", 2: "RUNNING"}
+    with Client(slow_dask_cluster) as client:
+        event = Event(stop_event_name(parents[0].info.run_id), client=client)
+        assert not event.is_set(), "the flow removes its stop event"

@@ -246,6 +246,23 @@ BAD_SPECS = [
         r"scheduler` prints",
     ),
     (
+        "dask-address-not-an-address",
+        TINY_MODEL + '\nengine = "dask"',
+        DIGITS_8X8,
+        '[dask]\naddress = "not an address"',
+        r"dask\.address: must be a Dask scheduler address with a host and a port\. "
+        r"Received: address='not an address'\. Write the address that `dask "
+        r"scheduler` prints, e\.g\. 'tcp://127\.0\.0\.1:8786', or remove address",
+    ),
+    (
+        "dask-address-port-out-of-range",
+        TINY_MODEL + '\nengine = "dask"',
+        DIGITS_8X8,
+        '[dask]\naddress = "tcp://127.0.0.1:99999"',
+        r"dask\.address: must be a Dask scheduler address with a host and a port\. "
+        r"Received: address='tcp://127\.0\.0\.1:99999'\.",
+    ),
+    (
         "dask-n-workers-zero",
         TINY_MODEL + '\nengine = "dask"',
         DIGITS_8X8,

@@ -6,8 +6,10 @@ import logging
 import warnings
 from pathlib import Path
 
+import keras
 import mlflow
 import mlflow.tensorflow
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 from pipeline_specs import write_tiny_spec
@@ -176,3 +178,61 @@ def test_ui_command_per_store() -> None:
         "mlflow ui --backend-store-uri sqlite:////data/mlflow.db"
     )
     assert tracking.ui_command("http://127.0.0.1:5000") is None
+
+
+class StopAtEpoch(keras.callbacks.Callback):
+    """Raises at the start of epoch `epoch`, as a failing or stopped trial does."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch == self.epoch:
+            raise RuntimeError(f"stopped at epoch {epoch}")
+
+
+def fit_tiny_model(callbacks: list[keras.callbacks.Callback], epochs: int) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = rng.normal(size=(32, 1)).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, y, epochs=epochs, batch_size=16, verbose=0, callbacks=callbacks)
+
+
+def loss_steps(client: MlflowClient, run_id: str) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, "loss"))
+
+
+@pytest.mark.parametrize(
+    ("interval", "written_during_fit"), [(0.0, [0, 1, 2]), (3600.0, [])]
+)
+def test_epoch_metrics_wait_for_the_write_interval(
+    tracking_uri: str, interval: float, written_during_fit: list[int]
+) -> None:
+    client = MlflowClient(tracking_uri)
+    run_id = start_parent(tracking_uri)
+    logger = tracking.EpochMetricsLogger(client, run_id, interval)
+
+    fit_tiny_model([logger], epochs=3)
+
+    assert loss_steps(client, run_id) == written_during_fit
+    pending = logger.take_pending()
+    assert sorted(m.step for m in pending if m.key == "loss") == sorted(
+        {0, 1, 2} - set(written_during_fit)
+    )
+    assert logger.take_pending() == []
+
+
+def test_epoch_metrics_written_when_training_fails(tracking_uri: str) -> None:
+    client = MlflowClient(tracking_uri)
+    run_id = start_parent(tracking_uri)
+    logger = tracking.EpochMetricsLogger(client, run_id, write_interval_seconds=3600.0)
+
+    with pytest.raises(RuntimeError, match="stopped at epoch 2"):
+        with logger.written_if_training_fails():
+            fit_tiny_model([logger, StopAtEpoch(2)], epochs=4)
+
+    assert loss_steps(client, run_id) == [0, 1]
+    assert logger.pending == []
