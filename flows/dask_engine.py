@@ -13,6 +13,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import ipaddress
+import socket
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,8 @@ EXAMPLE_SERVER_URI = "http://127.0.0.1:5000"
 # respond. Without the check, distributed's client waits 30 s
 # (distributed.comm.timeouts.connect) before it gives up.
 SCHEDULER_CHECK_TIMEOUT_SECONDS = 5.0
+# Seconds between two connection attempts of the scheduler check.
+LISTENER_RETRY_SECONDS = 0.1
 # The module that each worker process of the flow's local cluster preloads.
 LOCAL_WORKER_PRELOAD = "tasks.dask_stop"
 
@@ -58,15 +62,28 @@ def check_scheduler(
 ) -> None:
     """Raise SpecError unless a Dask scheduler responds at the spec's `[dask] address`.
 
-    The check connects once and requests the server's identity. A refused
+    The check connects and requests the server's identity. A refused
     connection is retried for up to `timeout_seconds`, so a scheduler that is
     still starting passes, and the server then has as long again to reply.
-    Specs without an address pass.
+    A tcp:// address is first probed with a plain socket, so a refused
+    connection is reported as such. Specs without an address pass.
     """
     address = spec.dask.address
     if spec.engine != "dask" or address is None:
         return
 
+    scheme, location = parse_address(address)
+    if scheme == "tcp":
+        connect_error = _wait_for_listener(*parse_host_port(location), timeout_seconds)
+        if connect_error is not None:
+            raise SpecError(
+                [
+                    f"dask.address: could not connect to a Dask scheduler at "
+                    f"{address} within {timeout_seconds:g} s "
+                    f"({type(connect_error).__name__}: {connect_error}). Received: "
+                    f"address={address!r}. {_scheduler_fix(address)}"
+                ]
+            )
     try:
         identity = _run_coroutine(_request_identity(address, timeout_seconds))
     except TimeoutError:
@@ -101,6 +118,26 @@ def check_scheduler(
             f"{_scheduler_fix(address)}"
         ]
     )
+
+
+def _wait_for_listener(host: str, port: int, timeout_seconds: float) -> OSError | None:
+    """Return None once a TCP connection to host:port succeeds, else the last error.
+
+    Refused connections are retried until `timeout_seconds` have passed, so a
+    scheduler that is still starting passes. Probing with a plain socket
+    first keeps the error a user sees the connection's own, such as
+    ConnectionRefusedError, whatever the machine's load.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            with socket.create_connection((host, port), timeout=max(remaining, 0.1)):
+                return None
+        except OSError as error:
+            if time.monotonic() + LISTENER_RETRY_SECONDS >= deadline:
+                return error
+        time.sleep(LISTENER_RETRY_SECONDS)
 
 
 async def _request_identity(address: str, timeout_seconds: float) -> Any:
