@@ -28,7 +28,7 @@ from rich.table import Table
 
 from flows.events import SearchListener
 from flows.interrupts import (
-    EXIT_INTERRUPTED,
+    InterruptHandler,
     PipeSafeConsole,
     handling_interrupts,
     start_temporary_prefect_server,
@@ -176,7 +176,9 @@ def tune(
             [sys.argv[0] or "tuneflow", "tune", str(spec_path)]
             + (["--tracking-uri", tracking_uri] if tracking_uri else [])
         )
-        result = _run_search(console, errors, spec_path, spec, uri, resume_command)
+        result = _run_search(
+            console, errors, spec_path, spec, uri, resume_command, interrupts
+        )
 
     print_summary(console, result)
     if stop_requested():
@@ -190,6 +192,7 @@ def _run_search(
     spec: TuningSpec,
     tracking_uri: str,
     resume_command: str,
+    interrupts: InterruptHandler,
 ) -> SearchResult:
     """Run `tune_flow` with a progress bar; exit with the code of a failure or stop."""
     from flows.events import listening
@@ -233,7 +236,7 @@ def _run_search(
     # frees anyway. Frozen objects are left out of it, and so are their
     # __del__ methods.
     gc.freeze()
-    raise typer.Exit(EXIT_INTERRUPTED)
+    raise typer.Exit(interrupts.exit_code)
 
 
 @app.command("data-updated")

@@ -1,10 +1,16 @@
-"""Ctrl-C and closed pipes while `tuneflow tune` runs.
+"""Ctrl-C, SIGTERM and closed pipes while `tuneflow tune` runs.
 
-The first SIGINT requests a stop (`tasks.stop_request`): the search hands out
-no more trials, the running trials stop at their next batch, their runs and
-the search run end KILLED, and the command exits with `EXIT_INTERRUPTED`.
-A second SIGINT ends the command, its worker processes and Prefect's
-temporary server at once, and a rerun with a `project_name` resumes the search.
+The first SIGINT or SIGTERM requests a stop (`tasks.stop_request`). The search
+then hands out no more trials, the running trials stop at their next batch,
+and their runs and the search run end KILLED. The command exits with 128 plus
+the signal's number: 130 for SIGINT, 143 for SIGTERM. A second signal ends the
+command, its worker processes and Prefect's temporary server at once, and a
+rerun with a `project_name` resumes the search.
+
+NOTE: a SIGTERM sent to the whole process group also ends Prefect's temporary
+server at once, and Prefect's client then retries its calls for about a
+minute before the command exits. Send SIGTERM to the command's process only,
+as `docker stop` and `kill PID` do.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ if TYPE_CHECKING:
 
 # 128 + SIGINT: the status a shell reports for a command that Ctrl-C ended.
 EXIT_INTERRUPTED = 128 + signal.SIGINT
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# The handler of the `handling_interrupts` block in progress, if any.
+_active_handler: InterruptHandler | None = None
 
 
 class PipeSafeConsole(Console):
@@ -54,20 +63,28 @@ class PipeSafeConsole(Console):
 
 
 class InterruptHandler:
-    """SIGINT handler: the first requests a stop, the second exits at once."""
+    """SIGINT and SIGTERM handler: the first requests a stop, the second exits at once."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self.num_interrupts = 0
+        self.signal_number: int | None = None
         self.prefect_server: SubprocessASGIServer | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """Return 128 plus the number of the first stop signal, as shells report it."""
+        return 128 + (self.signal_number or signal.SIGINT)
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.num_interrupts += 1
         if self.num_interrupts == 1:
+            self.signal_number = signum
             request_stop()
             interrupt_worker_processes()
+            cause = "Interrupted" if signum == signal.SIGINT else "Terminated (SIGTERM)"
             self.console.print(
-                "[yellow]Interrupted: stopping the running trials and ending their "
+                f"[yellow]{cause}: stopping the running trials and ending their "
                 "MLflow runs as KILLED. Press Ctrl-C again to exit at once.[/yellow]"
             )
             return
@@ -78,7 +95,7 @@ class InterruptHandler:
             "them as KILLED.[/red]"
         )
         self._stop_child_processes()
-        os._exit(EXIT_INTERRUPTED)
+        os._exit(self.exit_code)
 
     def _stop_child_processes(self) -> None:
         """Kill the worker processes and stop Prefect's temporary server.
@@ -95,25 +112,52 @@ class InterruptHandler:
 
 @contextlib.contextmanager
 def handling_interrupts(console: Console) -> Iterator[InterruptHandler]:
-    """Install `InterruptHandler` for SIGINT inside the block, in the main thread.
+    """Install `InterruptHandler` for SIGINT and SIGTERM inside the block.
 
     After an interrupt the handler stays, because the command then exits, and
     a second Ctrl-C while Prefect and MLflow shut down must still exit at once.
-    In other threads Python cannot set signal handlers, and SIGINT keeps
-    raising KeyboardInterrupt.
+    Only the main thread can set signal handlers, so in other threads SIGINT
+    keeps raising KeyboardInterrupt. Prefect replaces the SIGTERM handler
+    while a flow runs, and `keeping_sigterm_handler` puts this one back.
     """
+    global _active_handler
     handler = InterruptHandler(console)
     clear_stop_request()
     if threading.current_thread() is not threading.main_thread():
         yield handler
         return
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
+    _active_handler = handler
     try:
         yield handler
     finally:
+        _active_handler = None
         if not handler.num_interrupts:
-            signal.signal(signal.SIGINT, previous)
+            for number, previous_handler in previous.items():
+                signal.signal(number, previous_handler)
+
+
+@contextlib.contextmanager
+def keeping_sigterm_handler() -> Iterator[None]:
+    """Handle SIGTERM with the `handling_interrupts` handler inside the block.
+
+    Prefect's flow engine replaces the SIGTERM handler with one that raises
+    an exception in the main thread, which would leave the trials training
+    and their runs RUNNING. Outside `handling_interrupts`, or off the main
+    thread, this changes nothing, so flows that a Prefect worker runs keep
+    Prefect's cancellation.
+    """
+    handler = _active_handler
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        if not handler.num_interrupts:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def start_temporary_prefect_server() -> SubprocessASGIServer | None:

@@ -29,6 +29,7 @@ from flows.dask_engine import (
     stopping_dask_trials,
 )
 from flows.events import notify
+from flows.interrupts import keeping_sigterm_handler
 from flows.trial_loop import TUNER_ID, SearchFailedError, TrialLoop
 from tasks.data import DataRef
 from tasks.gpus import resolve_gpus
@@ -113,10 +114,12 @@ def run_search_in_flow(
     """Run the search, or return a Cancelled state when the user interrupted it.
 
     Prefect ends the flow run in the returned state and raises its data, the
-    `SearchInterruptedError`, to the flow's caller.
+    `SearchInterruptedError`, to the flow's caller. Under `tuneflow tune`, a
+    SIGTERM requests the stop as Ctrl-C does (`flows.interrupts`).
     """
     try:
-        return run_search(spec, tracking_uri, spec_file)
+        with keeping_sigterm_handler():
+            return run_search(spec, tracking_uri, spec_file)
     except SearchInterruptedError as error:
         return Cancelled(message=str(error), data=error)
 

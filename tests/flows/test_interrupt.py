@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from distributed import Client, Event, LocalCluster
 from mlflow import MlflowClient
@@ -217,6 +218,51 @@ def test_sigint_ends_runs_killed(
     statuses = {t["number"]: t["status"] for t in oracle_state["trials"]}
     assert statuses == {0: "COMPLETED", 1: "RUNNING"}
     assert saved_trial["number"] == 0
+
+
+def test_sigterm_stops_search_and_server(
+    tmp_path: Path, digits_npz: Path, tracking_uri: str
+) -> None:
+    batch_log = tmp_path / "batches.jsonl"
+    spec_path = write_spec(tmp_path, digits_npz, "sigterm")
+    # No PREFECT_API_URL, so the command starts Prefect's temporary server. The
+    # SIGTERM goes to the command's process alone, as `kill PID` and
+    # `docker stop` send it.
+    env = cli_environment(tmp_path, batch_log, prefect_api_url=None)
+    process = start_cli(spec_path, tracking_uri, env, tmp_path / "stderr.txt")
+
+    wait_for_slow_batch(process, batch_log)
+    children = psutil.Process(process.pid).children(recursive=True)
+    commands = [" ".join(child.cmdline()) for child in children]
+    assert any("uvicorn" in command for command in commands), commands
+    sigterm_time = time.time()
+    process.send_signal(signal.SIGTERM)
+    exit_seconds = wait_for_exit(process, sigterm_time)
+
+    stderr = (tmp_path / "stderr.txt").read_text()
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert exit_seconds < EXIT_LIMIT_SECONDS
+    assert stderr.count("Terminated (SIGTERM): stopping the running trials") == 1
+    assert "trial(s) stopped while running: 1." in stderr
+    assert "Traceback" not in stderr
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == [], "the temporary Prefect server and the workers exit too"
+
+    parents, trials = runs_by_name(tracking_uri, "sigterm")
+    assert [parent.info.status for parent in parents] == ["KILLED"]
+    assert parents[0].data.tags["tuneflow.status"] == "INTERRUPTED"
+    assert trials["trial-0"].info.status == "FINISHED"
+    stopped = trials["trial-1"]
+    assert stopped.info.status == "KILLED"
+    assert stopped.data.tags["tuneflow.status"] == "INTERRUPTED"
+    stopped_at = stopped.info.end_time / 1000
+    slow_batches = [
+        e["time"]
+        for e in read_batch_log(batch_log)
+        if e["event"] == "batch" and e["units"] == SLOW_UNITS
+    ]
+    assert max(slow_batches) <= stopped_at
+    assert sum(t > sigterm_time for t in slow_batches) <= MAX_BATCHES_AFTER_SIGINT
 
 
 @pytest.mark.usefixtures("prefect_backend")
