@@ -9,16 +9,18 @@ from typing import Any
 
 import numpy as np
 import scipy.optimize
+import scipy.special
+import scipy.stats
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import Matern
+from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from tuner_core._hp_types import Fixed, HyperParameter
 from tuner_core._hyperparameters import HyperParameters
 from tuner_core._search_space import iterate_configurations
 from tuner_core._trial import TrialStatus
 from tuner_core.oracles._base import Oracle, config_key
-from tuner_core.oracles._sampling import draw_unseen_configuration
+from tuner_core.oracles._sampling import draw_spread_configuration
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,13 @@ NUM_LOCAL_SEARCHES = 5
 MAX_ENUMERATED_CONFIGURATIONS = 5_000
 NUM_KERNEL_RESTARTS = 5
 NEAR_DUPLICATE_DISTANCE = 1e-3
+# Bounds of the kernel's fitted settings, for points in [0, 1]^d and scores
+# transformed to standard normal quantiles. A length scale below 0.01 would
+# fit noise between neighboring trials, and one above 100 already makes a
+# hyperparameter irrelevant.
+LENGTH_SCALE_BOUNDS = (1e-2, 1e2)
+AMPLITUDE_BOUNDS = (1e-2, 1e2)
+NOISE_LEVEL_BOUNDS = (1e-6, 1.0)
 
 
 class SpaceEncoding:
@@ -86,15 +95,19 @@ def _varies(entry: HyperParameter) -> bool:
 class BayesianOptimizationOracle(Oracle):
     """Proposes configurations with a Gaussian process and a confidence bound.
 
-    Once `num_initial_points` trials have a finite score, each new trial fits
-    a Gaussian process (Matern 5/2 kernel, scikit-learn) to those scores over
-    the [0, 1] encoding of the configurations. It then proposes the unseen
-    configuration with the best confidence bound: the upper bound
-    `mean + beta * std` of the score when maximizing, the lower bound when
-    minimizing. Running trials enter the fit as if they had scored the worst
-    score so far, so parallel workers get different proposals. NaN scores and
-    failed trials stay out of the fit, but their configurations are never
-    proposed again. Reloading a saved state keeps this oracle's
+    The first `num_initial_points` trials take the points of a scrambled Sobol
+    sequence, as RandomSearchOracle does. Once that many trials have a finite
+    score, each new trial fits a Gaussian process (scikit-learn) to those
+    scores over the [0, 1] encoding of the configurations. The scores enter
+    the fit as the normal quantiles of their ranks, so a few very bad trials
+    do not set its scale. The kernel is a Matern 5/2 kernel with one length
+    scale per hyperparameter, times a fitted amplitude, plus fitted noise. The
+    oracle then proposes the unseen configuration with the best confidence
+    bound: the upper bound `mean + beta * std` of the score when maximizing,
+    the lower bound when minimizing. Running trials enter the fit as if they
+    had scored the worst score so far, so parallel workers get different
+    proposals. NaN scores and failed trials stay out of the fit, but their
+    configurations are never proposed again. Reloading a saved state keeps this oracle's
     `num_initial_points`, `alpha` and `beta`, so a resumed search uses the
     settings it was given.
 
@@ -103,8 +116,8 @@ class BayesianOptimizationOracle(Oracle):
         max_trials: The maximum number of trials. Defaults to 10.
         num_initial_points: Random trials before the first model, or None for
             three times the number of varying hyperparameters (at least 3).
-        alpha: The noise variance added to the kernel's diagonal. Defaults to
-            1e-4.
+        alpha: The noise variance added to the kernel's diagonal, on top of
+            the fitted noise. Defaults to 1e-4.
         beta: The weight of the standard deviation in the confidence bound;
             larger values explore more. Defaults to 2.6.
         seed: The random seed. Proposals depend on `(seed, trial number)`.
@@ -175,7 +188,7 @@ class BayesianOptimizationOracle(Oracle):
             observed, scores, num_scored = self._observations(encoding)
             if num_scored >= max(num_initial, 2):
                 try:
-                    values = self._propose(encoding, observed, scores, seen, size, rng)
+                    values = self.propose(encoding, observed, scores, seen, size, rng)
                 except (np.linalg.LinAlgError, ValueError) as error:
                     logger.warning(
                         "Trial %d: fitting the Gaussian process failed (%s), so the "
@@ -184,7 +197,9 @@ class BayesianOptimizationOracle(Oracle):
                         error,
                     )
         if values is None:
-            values = draw_unseen_configuration(self.space, rng, seen, size)
+            values = draw_spread_configuration(
+                self.space, self.seed, trial_number, rng, seen, size
+            )
         if values is None:
             if size is not None:
                 return _exhausted(size)
@@ -218,6 +233,7 @@ class BayesianOptimizationOracle(Oracle):
             scores.append(score if self.objective.direction == "min" else -score)
 
         num_scored = len(scores)
+        scores = list(normal_scores(np.array(scores)))
         if scores and running:
             worst = max(scores)
             points.extend(running)
@@ -232,8 +248,14 @@ class BayesianOptimizationOracle(Oracle):
     def _fit(
         self, observed: np.ndarray, scores: np.ndarray, rng: np.random.Generator
     ) -> Any:
+        width = observed.shape[1]
+        kernel = ConstantKernel(1.0, AMPLITUDE_BOUNDS) * Matern(
+            length_scale=np.full(width, 0.5),
+            length_scale_bounds=LENGTH_SCALE_BOUNDS,
+            nu=2.5,
+        ) + WhiteKernel(1e-2, NOISE_LEVEL_BOUNDS)
         model = GaussianProcessRegressor(
-            kernel=Matern(nu=2.5),
+            kernel=kernel,
             alpha=self.alpha,
             normalize_y=True,
             n_restarts_optimizer=NUM_KERNEL_RESTARTS,
@@ -244,7 +266,7 @@ class BayesianOptimizationOracle(Oracle):
             model.fit(observed, scores)
         return model
 
-    def _propose(
+    def propose(
         self,
         encoding: SpaceEncoding,
         observed: np.ndarray,
@@ -253,7 +275,11 @@ class BayesianOptimizationOracle(Oracle):
         size: int | None,
         rng: np.random.Generator,
     ) -> dict[str, Any] | None:
-        """Return the unseen configuration with the best confidence bound, or None."""
+        """Return the unseen configuration with the best confidence bound, or None.
+
+        `observed` are encoded points and `scores` their scores to minimize. The
+        candidates avoid `seen` and every configuration in `trials`.
+        """
         model = self._fit(observed, scores, rng)
 
         def bound(points: np.ndarray) -> np.ndarray:
@@ -333,6 +359,21 @@ class BayesianOptimizationOracle(Oracle):
             num_initial_points=self.num_initial_points, alpha=self.alpha, beta=self.beta
         )
         return state
+
+
+def normal_scores(scores: np.ndarray) -> np.ndarray:
+    """Replace each score by the standard normal quantile of its rank.
+
+    A few very bad trials (a diverging learning rate, say) would otherwise
+    set the scale of the Gaussian process, which then sees the small
+    differences among good trials as noise. The transform keeps the order of
+    the scores, gives equal scores equal values and spaces the values like a
+    normal sample, whatever the scores' own distribution.
+    """
+    if len(scores) == 0:
+        return scores.astype(float)
+    ranks = scipy.stats.rankdata(scores)
+    return scipy.special.ndtri((ranks - 0.5) / len(scores))
 
 
 def _exhausted(size: int) -> dict[str, Any]:

@@ -13,9 +13,24 @@ import numpy as np
 from tuner_core._hyperparameters import HyperParameters
 from tuner_core._trial import Trial, TrialStatus
 from tuner_core.oracles._base import Oracle
-from tuner_core.oracles._sampling import draw_unseen_configuration
+from tuner_core.oracles._bayesian import (
+    BayesianOptimizationOracle,
+    SpaceEncoding,
+    normal_scores,
+)
+from tuner_core.oracles._sampling import draw_spread_configuration
 
 logger = logging.getLogger(__name__)
+
+# The share of new configurations drawn at random once a model guides the
+# others, as in BOHB (Falkner et al., 2018). The random ones keep the search
+# from settling on a region that short training makes look good.
+RANDOM_FRACTION = 1 / 3
+# The confidence-bound weight of the model that proposes the other new
+# configurations. BayesianOptimizationOracle's default of 2.6 sends most
+# proposals to the edges of the space while few trials have finished. Here
+# the random share does the exploring, so the weight is lower.
+MODEL_BETA = 1.0
 
 
 @dataclass(frozen=True)
@@ -86,13 +101,17 @@ class HyperbandTrial(Trial):
 class HyperbandOracle(Oracle):
     """Runs Hyperband: brackets of successive halving over epoch budgets.
 
-    Each bracket starts random configurations (never one that ran before) on
-    a small budget. Each of its later rounds continues the best trials of the
+    Each bracket starts new configurations (never one that ran before) on a
+    small budget. The first ones take the points of a scrambled Sobol
+    sequence. Once enough trials of one budget have finished, a Gaussian
+    process fitted to their scores proposes two thirds of the new
+    configurations and the rest stay random, as in BOHB (Falkner et al.,
+    2018). Each later round of a bracket continues the best trials of the
     round before, from their saved weights, on a budget `factor` times larger,
     up to `max_epochs`. A trial is continued only once enough of its round
     has finished to prove it is among the best. Failed trials and NaN scores
-    rank last and are never continued. The schedule of
-    each trial is stored in `HyperbandTrial.schedule`.
+    rank last and are never continued. The schedule of each trial is stored
+    in `HyperbandTrial.schedule`.
 
     Args:
         objective: The metric name or `Objective` to optimize.
@@ -177,9 +196,16 @@ class HyperbandOracle(Oracle):
         rounds = bracket["rounds"]
         if not self._round_is_full(bracket, 0):
             rng = np.random.default_rng([self.seed, trial_number])
-            values = draw_unseen_configuration(
-                self.space, rng, self.seen_keys(), self.space_size()
-            )
+            values = self._model_guided_configuration(rng, trial_number)
+            if values is None:
+                values = draw_spread_configuration(
+                    self.space,
+                    self.seed,
+                    self._num_new_configurations(),
+                    rng,
+                    self.seen_keys(),
+                    self.space_size(),
+                )
             if values is not None:
                 rounds[0].append({"trial_id": trial_id, "parent_id": None})
                 return {"status": TrialStatus.RUNNING, "values": values}
@@ -197,6 +223,83 @@ class HyperbandOracle(Oracle):
                     "values": dict(parent.hyperparameters.values),
                 }
         return None
+
+    def _model_guided_configuration(
+        self, rng: np.random.Generator, trial_number: int
+    ) -> dict[str, Any] | None:
+        """Return a configuration that a Gaussian process proposes, or None.
+
+        The model is fitted to the scores of the largest epoch budget that has
+        at least two more finished trials than the space has dimensions. It
+        then proposes the unseen configuration with the best confidence bound,
+        as `BayesianOptimizationOracle` does. Returns None, and the caller
+        draws at random, for a share `RANDOM_FRACTION` of the configurations,
+        before enough trials have finished, and when the fit fails.
+        """
+        encoding = SpaceEncoding(self.space)
+        if encoding.num_dimensions == 0 or rng.random() < RANDOM_FRACTION:
+            return None
+        observations = self._observations_at_largest_budget(encoding)
+        if observations is None:
+            return None
+
+        points, scores = observations
+        model = BayesianOptimizationOracle(
+            objective=self.objective, beta=MODEL_BETA, seed=self.seed
+        )
+        model.space = self.space
+        model.trials = self.trials
+        try:
+            return model.propose(
+                encoding,
+                points,
+                normal_scores(scores),
+                self.seen_keys(),
+                self.space_size(),
+                rng,
+            )
+        except (np.linalg.LinAlgError, ValueError) as error:
+            logger.warning(
+                "Trial %d: fitting the Gaussian process failed (%s), so the trial "
+                "gets a random configuration instead",
+                trial_number,
+                error,
+            )
+            return None
+
+    def _observations_at_largest_budget(
+        self, encoding: SpaceEncoding
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Return the points and scores to minimize of one epoch budget, or None."""
+        by_epochs: dict[int, list[tuple[np.ndarray, float]]] = {}
+        for trial in self.trials.values():
+            epochs = getattr(trial, "schedule", {}).get("tuner/epochs")
+            if (
+                epochs is None
+                or trial.status != TrialStatus.COMPLETED
+                or not _is_finite(trial.score)
+            ):
+                continue
+            score = trial.score if self.objective.direction == "min" else -trial.score
+            point = encoding.encode(trial.hyperparameters.values)
+            by_epochs.setdefault(epochs, []).append((point, score))
+
+        min_observations = encoding.num_dimensions + 2
+        for epochs in sorted(by_epochs, reverse=True):
+            observations = by_epochs[epochs]
+            if len(observations) >= min_observations:
+                points = np.array([point for point, _ in observations])
+                scores = np.array([score for _, score in observations])
+                return points, scores
+        return None
+
+    def _num_new_configurations(self) -> int:
+        """Return how many trials started a configuration rather than continuing one."""
+        return sum(
+            1
+            for trial in self.trials.values()
+            if "tuner/trial_id" not in getattr(trial, "schedule", {})
+        )
 
     def _trial_to_continue(
         self, bracket: dict[str, Any], round_number: int
