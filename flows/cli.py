@@ -59,6 +59,14 @@ ENVIRONMENT_DEFAULTS = {
 CONSOLE_HANDLER_SETTING = "PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS"
 TRIAL_CONSOLE_HANDLER = "flows.console_logs.TrialConsoleHandler"
 
+# Without --verbose, MLflow prints no "View run" links when a run on a
+# tracking server ends (the summary names the runs), and Dask's scheduler and
+# workers log only warnings. Local Dask workers inherit these.
+QUIET_DEFAULTS = {
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    "DASK_LOGGING__DISTRIBUTED": "warning",
+}
+
 EXIT_SEARCH_FAILED = 1
 EXIT_INVALID_SPEC = 2
 
@@ -70,32 +78,59 @@ def apply_environment_defaults(verbose: bool) -> None:
 
     Without `verbose`, Prefect's console also leaves out the errors of trials
     that fail as expected (`flows.console_logs`), which the command reports in
-    one line each. Prefect reads these settings when it is first imported.
+    one line each, and QUIET_DEFAULTS apply. Prefect, MLflow and Dask read
+    these settings when they are first imported.
     """
     for name, value in ENVIRONMENT_DEFAULTS.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     if not verbose:
         os.environ.setdefault(CONSOLE_HANDLER_SETTING, TRIAL_CONSOLE_HANDLER)
+        for name, value in QUIET_DEFAULTS.items():
+            os.environ.setdefault(name, value)
 
 
-def check_backends(spec: TuningSpec, tracking_uri: str | None) -> None:
+def check_backends(spec: TuningSpec, spec_path: Path, tracking_uri: str | None) -> None:
     """Raise SpecError for a tracking store or Dask scheduler the search cannot use.
 
     Trials on Dask need a tracking server, a tracking server must respond, and
-    so must the Dask scheduler at `[dask] address`.
+    so must the Dask scheduler at `[dask] address`. `tracking_uri` is the
+    --tracking-uri option, None when it is not given. The error names the spec
+    file, and the setting that the tracking URI came from.
     """
     from flows.dask_engine import check_scheduler, check_tracking_store
-    from tasks.tracking import check_tracking_server, resolve_tracking_uri
+    from tasks.spec import SpecError
+    from tasks.tracking import (
+        check_tracking_server,
+        resolve_tracking_uri,
+        tracking_uri_source,
+    )
 
     uri = resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
-    check_tracking_store(spec, uri)
-    check_tracking_server(uri)
-    check_scheduler(spec)
+    source = tracking_uri_source(tracking_uri, spec.mlflow.tracking_uri)
+    try:
+        check_tracking_store(spec, uri, source)
+        check_tracking_server(uri, source=source)
+        check_scheduler(spec)
+    except SpecError as error:
+        if error.source is None:
+            raise SpecError(error.problems, str(spec_path)) from None
+        raise
+
+
+TRACKING_URI_OPTION = typer.Option(
+    None,
+    "--tracking-uri",
+    help="MLflow tracking URI. Overrides the spec's [mlflow] tracking_uri and "
+    "$MLFLOW_TRACKING_URI; the default is sqlite:///<cwd>/mlflow.db.",
+)
 
 
 @app.command()
-def validate(spec_path: Path = SPEC_ARGUMENT) -> None:
+def validate(
+    spec_path: Path = SPEC_ARGUMENT,
+    tracking_uri: str | None = TRACKING_URI_OPTION,
+) -> None:
     """Check a spec, its data and its search space without training anything."""
     apply_environment_defaults(verbose=False)
     from flows.spec_summary import print_spec_summary
@@ -106,7 +141,7 @@ def validate(spec_path: Path = SPEC_ARGUMENT) -> None:
     console = Console(soft_wrap=True)
     try:
         report = validate_spec_file(spec_path)
-        check_backends(report.spec, None)
+        check_backends(report.spec, spec_path, tracking_uri)
     except SpecError as error:
         Console(stderr=True, soft_wrap=True).print(f"[red]{escape(str(error))}[/red]")
         raise typer.Exit(EXIT_INVALID_SPEC) from None
@@ -118,19 +153,14 @@ def validate(spec_path: Path = SPEC_ARGUMENT) -> None:
         f"{escape(data_ref.path or data_ref.source)}"
         f", {100 * data_ref.validation_split:.0f}% held out for validation."
     )
-    uri = resolve_tracking_uri(None, report.spec.mlflow.tracking_uri)
+    uri = resolve_tracking_uri(tracking_uri, report.spec.mlflow.tracking_uri)
     print_spec_summary(console, report, uri)
 
 
 @app.command()
 def tune(
     spec_path: Path = SPEC_ARGUMENT,
-    tracking_uri: str | None = typer.Option(
-        None,
-        "--tracking-uri",
-        help="MLflow tracking URI. Overrides the spec's [mlflow] tracking_uri and "
-        "$MLFLOW_TRACKING_URI; the default is sqlite:///<cwd>/mlflow.db.",
-    ),
+    tracking_uri: str | None = TRACKING_URI_OPTION,
     verbose: bool = typer.Option(
         False,
         "--verbose",
@@ -163,7 +193,7 @@ def tune(
         spec = report.spec
         uri = resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
         try:
-            check_backends(spec, uri)
+            check_backends(spec, spec_path, tracking_uri)
         except SpecError as error:
             errors.print(f"[red]{escape(str(error))}[/red]")
             raise typer.Exit(EXIT_INVALID_SPEC) from None
@@ -197,6 +227,7 @@ def _run_search(
     """Run `tune_flow` with a progress bar; exit with the code of a failure or stop."""
     from flows.events import listening
     from flows.local_prefect import local_mode_settings
+    from flows.trial_loop import SearchFailedError
     from flows.tuning import tune_flow
     from tasks.oracles import planned_num_trials
     from tasks.spec import SpecError
@@ -219,7 +250,10 @@ def _run_search(
             raise typer.Exit(EXIT_INVALID_SPEC) from None
         except Exception as error:
             if not stop_requested():
-                errors.print(f"[red]The search failed: {escape(str(error))}[/red]")
+                progress.update(listener.bar, description="Search failed")
+                # The listener printed each failed trial's error already.
+                reason = error.summary if isinstance(error, SearchFailedError) else error
+                errors.print(f"[red]The search failed: {escape(str(reason))}[/red]")
                 if listener.search_run_id is not None:
                     errors.print(
                         f"Search run {listener.search_run_id} ended FAILED in MLflow."

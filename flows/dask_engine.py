@@ -35,7 +35,7 @@ from prefect_dask import DaskTaskRunner
 from tasks._spec_errors import SpecError
 from tasks.dask_stop import SearchStopEvent
 from tasks.spec import TuningSpec
-from tasks.tracking import sqlite_database_path
+from tasks.tracking import TrackingUriSource, mlflow_command, sqlite_database_path
 
 __all__ = [
     "check_scheduler",
@@ -180,24 +180,29 @@ def _scheduler_fix(address: str) -> str:
     )
 
 
-def check_tracking_store(spec: TuningSpec, tracking_uri: str) -> None:
+def check_tracking_store(
+    spec: TuningSpec, tracking_uri: str, source: TrackingUriSource | None = None
+) -> None:
     """Reject a local MLflow store (SQLite or files) when trials run on Dask.
+
+    `source` is the setting the URI came from, given by the command line.
 
     Raises:
         SpecError: engine = "dask" with a `sqlite:` or file store. The message
             gives the `mlflow server` command for a SQLite database and the
-            setting that points the search at the server.
+            settings that point the search at the server.
     """
     if spec.engine != "dask" or not is_local_store(tracking_uri):
         return
 
+    mlflow = mlflow_command()
     database = sqlite_database_path(tracking_uri)
     migration = ""
     if database is None:
         folder = Path(local_file_uri_to_path(tracking_uri)).resolve()
         database = folder.parent / "mlflow.db"
         migration = (
-            f" `mlflow migrate-filestore --source {folder} --target "
+            f" `{mlflow} migrate-filestore --source {folder} --target "
             f"sqlite:///{database}` copies the runs of the file store into that "
             "database first."
         )
@@ -206,12 +211,31 @@ def check_tracking_store(spec: TuningSpec, tracking_uri: str) -> None:
             "mlflow.tracking_uri: engine = 'dask' logs the trials from Dask worker "
             "processes, possibly on other machines, so they need an MLflow "
             "tracking server rather than a local store. Received: "
-            f"tracking_uri={tracking_uri!r}. Start a server with `mlflow server "
+            f"tracking_uri={tracking_uri!r}. Start a server with `{mlflow} server "
             f"--backend-store-uri sqlite:///{database} --host 127.0.0.1 --port "
-            f"5000`, then set [mlflow] tracking_uri = '{EXAMPLE_SERVER_URI}' in the "
-            f"spec, or MLFLOW_TRACKING_URI={EXAMPLE_SERVER_URI}.{migration}"
+            f"5000`, then {_server_settings(spec, source)}.{migration}"
         ]
     )
+
+
+def _server_settings(spec: TuningSpec, source: TrackingUriSource | None) -> str:
+    """List the settings that would point the search at EXAMPLE_SERVER_URI.
+
+    --tracking-uri exists only on the command line (a known `source`). It
+    comes before the spec's tracking_uri, which comes before the variable.
+    """
+    settings = []
+    if source is not None:
+        settings.append(f"pass --tracking-uri {EXAMPLE_SERVER_URI}")
+    if source is not TrackingUriSource.OPTION:
+        settings.append(
+            f"set [mlflow] tracking_uri = '{EXAMPLE_SERVER_URI}' in the spec"
+        )
+    if source in (TrackingUriSource.ENVIRONMENT, TrackingUriSource.DEFAULT) or (
+        source is None and spec.mlflow.tracking_uri is None
+    ):
+        settings.append(f"set MLFLOW_TRACKING_URI={EXAMPLE_SERVER_URI}")
+    return ", or ".join(settings)
 
 
 def is_local_store(tracking_uri: str) -> bool:

@@ -34,15 +34,23 @@ class SearchFailedError(RuntimeError):
     """Error for a search that failed trials stopped, raised after its runs ended.
 
     `trials` contains the result of every trial that finished before the
-    search stopped, completed and failed ones alike.
+    search stopped, completed and failed ones alike. `summary` says why the
+    search stopped without the trials' errors, for a caller that has shown
+    each failed trial already; it defaults to the message.
     """
 
-    def __init__(self, message: str, trials: list[TrialResult] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        trials: list[TrialResult] | None = None,
+        summary: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.trials = list(trials or [])
+        self.summary = summary or message
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.trials))
+        return (type(self), (str(self), self.trials, self.summary))
 
 
 class TrialLoop:
@@ -217,13 +225,18 @@ class TrialLoop:
             return
         self._collect_running()
         if fatal:
-            message = (
+            stopped = (
                 f"The search stopped after trial {trial.number} failed "
-                f"({len(self.failures)} failure(s) in a row): {failure}"
+                f"({len(self.failures)} failure(s) in a row)"
             )
+            message = f"{stopped}: {failure}"
+            summary = f"{stopped}."
+            if isinstance(failure, TrialError):
+                summary = f"{stopped}, as every later trial would fail the same way."
         else:
             message = consecutive_failure_message(self.failures, limit)
-        raise SearchFailedError(message, self.sorted_results()) from failure
+            summary = consecutive_failure_summary(self.failures, limit)
+        raise SearchFailedError(message, self.sorted_results(), summary) from failure
 
     def _collect_running(self) -> None:
         """Wait for the running trials and record them, before the search stops."""
@@ -294,6 +307,16 @@ def collect_trial(
         values=result["hyperparameters"],
     )
     return result, None
+
+
+def consecutive_failure_summary(failures: list[TrialResult], limit: int) -> str:
+    """Say that failed trials stopped the search, without their errors."""
+    return (
+        f"The search stopped after trial {failures[-1]['number']} failed "
+        f"({len(failures)} failure(s) in a row, max_consecutive_failed_trials="
+        f"{limit}). Completed trials stay in MLflow. Fix the failed trials' errors, "
+        "or raise max_consecutive_failed_trials in the spec."
+    )
 
 
 def consecutive_failure_message(failures: list[TrialResult], limit: int) -> str:

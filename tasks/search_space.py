@@ -8,7 +8,19 @@ from typing import TYPE_CHECKING, Any
 import tuner_core
 from tasks._spec_errors import SpecError
 from tasks.imports import import_object
-from tuner_core import CompileOverrides, HyperModel, HyperParameters, Objective
+from tasks.tailoring_errors import (
+    new_entry_problem,
+    override_type_problems,
+    unknown_parent_problem,
+)
+from tuner_core import (
+    CompileOverrides,
+    HyperModel,
+    HyperParameters,
+    NewEntryNotAllowedError,
+    Objective,
+    SearchSpaceConflictError,
+)
 
 if TYPE_CHECKING:
     from tasks.spec import HyperparameterSpec, TuningSpec
@@ -62,8 +74,9 @@ def hyperparameters_from_spec(entries: list[HyperparameterSpec]) -> HyperParamet
     """Declare the `[[hyperparameters]]` entries on a new `HyperParameters`.
 
     Raises:
-        SpecError: a name is declared twice, or tuner_core rejects an entry
-            (bounds, step, sampling, choice values, defaults).
+        SpecError: a name is declared twice, a parent_name names no entry
+            above, or tuner_core rejects an entry (bounds, step, sampling,
+            choice values, defaults).
     """
     problems = _duplicate_name_problems(entries)
     if problems:
@@ -71,6 +84,9 @@ def hyperparameters_from_spec(entries: list[HyperparameterSpec]) -> HyperParamet
 
     hyperparameters = HyperParameters()
     for index, entry in enumerate(entries):
+        if entry.parent_name is not None and entry.parent_name not in hyperparameters:
+            problems.append(unknown_parent_problem(index, entry, hyperparameters))
+            continue
         declare = getattr(hyperparameters, entry.type)
         try:
             declare(**entry.arguments())
@@ -137,7 +153,8 @@ def build_search_space(spec: TuningSpec) -> tuple[HyperModel, HyperParameters]:
 
     Raises:
         SpecError: the entries conflict with the hypermodel, a new name appears
-            while `allow_new_entries` is false, or building the model fails.
+            while `allow_new_entries` is false, or building the model fails
+            (named by entry when an entry's type differs from the model's).
     """
     hypermodel = load_hypermodel(spec)
     hyperparameters = hyperparameters_from_spec(spec.hyperparameters)
@@ -148,9 +165,16 @@ def build_search_space(spec: TuningSpec) -> tuple[HyperModel, HyperParameters]:
             tune_new_entries=spec.tune_new_entries,
             allow_new_entries=spec.allow_new_entries,
         )
-    except ValueError as error:
-        raise SpecError([f"hyperparameters: {error}"]) from error
+    except NewEntryNotAllowedError as error:
+        raise SpecError([new_entry_problem(error.name)]) from error
     except Exception as error:
+        problems = []
+        if not isinstance(error, SearchSpaceConflictError):
+            problems = override_type_problems(spec, hypermodel, hyperparameters, error)
+        if problems:
+            raise SpecError(problems) from error
+        if isinstance(error, ValueError):
+            raise SpecError([f"hyperparameters: {error}"]) from error
         raise SpecError(
             [
                 f"hypermodel: building the model of {spec.hypermodel!r} failed with "

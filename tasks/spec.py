@@ -273,6 +273,18 @@ class ObjectiveSpec(_Section):
     name: str
     direction: str | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError(
+                f"must not be empty. Received: name={value!r}. Name the metric to "
+                "optimize, e.g. objective = 'val_accuracy', or objective = "
+                "{name = 'val_f1', direction = 'max'} for a metric whose direction "
+                "cannot be inferred."
+            )
+        return value
+
     @field_validator("direction")
     @classmethod
     def _check_direction(cls, value: str | None) -> str | None:
@@ -757,19 +769,11 @@ def load_spec(path: str | Path) -> TuningSpec:
     """Read and validate a TOML spec file.
 
     Raises:
-        SpecError: the file is missing, is not valid TOML, or describes an
-            invalid spec.
+        SpecError: the path is missing or names a folder, the file cannot be
+            read or is not UTF-8, is not valid TOML, or describes an invalid spec.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(
-            [
-                f"spec file not found: {str(path)!r}. Check the path, or write the "
-                "spec first (see examples/digits.toml)."
-            ]
-        ) from None
+    text = _read_spec_text(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -787,3 +791,59 @@ def load_spec(path: str | Path) -> TuningSpec:
             str(path),
         )
     return parse_spec(data, base_dir=path.parent.resolve(), source=str(path))
+
+
+# How many spec files in a folder the error for a folder path suggests.
+MAX_SUGGESTED_SPECS = 3
+
+
+def _read_spec_text(path: Path) -> str:
+    """Return a spec file's text, or raise SpecError saying why it cannot be read."""
+    if path.is_dir():
+        raise SpecError([_folder_problem(path)])
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError(
+            [
+                f"spec file not found: {str(path)!r}. Check the path, or write the "
+                "spec first (see examples/digits.toml)."
+            ]
+        ) from None
+    except OSError as error:
+        raise SpecError(
+            [
+                f"cannot read the spec file {str(path)!r} ({type(error).__name__}: "
+                f"{error.strerror or error}). Make the file readable, or pass the "
+                "path of another spec file."
+            ]
+        ) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise SpecError(
+            [
+                f"the spec file is not UTF-8 text: byte {data[error.start]:#04x} at "
+                f"line {line} is not valid UTF-8. TOML files must be UTF-8, so save "
+                "the file with the UTF-8 encoding."
+            ],
+            str(path),
+        ) from None
+
+
+def _folder_problem(path: Path) -> str:
+    """Describe a spec path that names a folder, suggesting spec files inside it."""
+    specs = sorted(child for child in path.glob("*.toml") if child.is_file())
+    if specs:
+        names = ", ".join(
+            repr(str(spec)) for spec in specs[:MAX_SUGGESTED_SPECS]
+        )
+        more = " and others" if len(specs) > MAX_SUGGESTED_SPECS else ""
+        fix = f"Pass one of the .toml files in it, such as {names}{more}."
+    else:
+        fix = (
+            "Pass the path of a .toml spec file instead, e.g. examples/digits.toml "
+            "in the repository."
+        )
+    return f"the spec path {str(path)!r} is a folder, not a TOML file. {fix}"

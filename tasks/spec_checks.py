@@ -43,16 +43,16 @@ def _hypermodel_problems(spec: TuningSpec) -> list[str]:
 
 
 def _objective_problems(spec: TuningSpec) -> list[str]:
-    from tasks.search_space import objective_from_spec
+    from tuner_core import infer_direction
 
-    try:
-        objective_from_spec(spec)
-    except ValueError as error:
-        return [
-            f"objective: {error} In the spec, write objective = {{name = "
-            f"{spec.objective.name!r}, direction = 'max'}} (or 'min')."
-        ]
-    return []
+    name = spec.objective.name
+    if spec.objective.direction is not None or infer_direction(name) is not None:
+        return []
+    return [
+        f"objective: cannot infer whether to minimize or maximize {name!r}. "
+        f"Received: objective={name!r}. Give the direction: objective = "
+        f"{{name = {name!r}, direction = 'max'}} (or 'min')."
+    ]
 
 
 def _hyperparameter_problems(spec: TuningSpec) -> list[str]:

@@ -16,6 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+# Prefect configures logging when it is first imported, closing the handlers
+# set up before it. absl's handler (TensorFlow's) then closes the stream it
+# holds, which under pytest's capture is pytest's own, and every later test
+# fails. So Prefect loads before any test module imports Keras.
+import prefect.main  # noqa: F401
 import pytest
 
 # pytest runs with --import-mode=importlib, which adds no test folder to sys.path;

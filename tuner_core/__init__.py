@@ -15,6 +15,7 @@ from tuner_core._conditions import Parent
 from tuner_core._deadline import TrialDeadline
 from tuner_core._errors import (
     FailedTrialError,
+    NewEntryNotAllowedError,
     ObjectiveNotFoundError,
     SearchSpaceChangedError,
     SearchSpaceConflictError,
@@ -66,6 +67,7 @@ __all__ = [
     "HyperbandOracle",
     "HyperbandTrial",
     "Int",
+    "NewEntryNotAllowedError",
     "Objective",
     "ObjectiveNotFoundError",
     "Oracle",

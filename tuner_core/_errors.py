@@ -21,6 +21,24 @@ class SearchSpaceConflictError(ValueError):
     """A hyperparameter name was declared again with another definition."""
 
 
+class NewEntryNotAllowedError(ValueError):
+    """A hypermodel declared a name that `allow_new_entries=False` rejects.
+
+    `name` is the rejected hyperparameter's name.
+    """
+
+    def __init__(self, message: str, *, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_new_entry_error, (str(self), self.name))
+
+
+def _rebuild_new_entry_error(message: str, name: str) -> NewEntryNotAllowedError:
+    return NewEntryNotAllowedError(message, name=name)
+
+
 class SearchSpaceChangedError(ValueError):
     """A resumed search found a search space that differs from the saved one."""
 

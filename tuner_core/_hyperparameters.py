@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tuner_core._conditions import Parent
-from tuner_core._errors import SearchSpaceConflictError
+from tuner_core._errors import NewEntryNotAllowedError, SearchSpaceConflictError
 from tuner_core._hp_types import (
     Boolean,
     Choice,
@@ -203,10 +203,11 @@ class HyperParameters:
 
     def _register(self, hp: HyperParameter) -> None:
         if self._reject_new_names:
-            raise ValueError(
+            raise NewEntryNotAllowedError(
                 f"Hyperparameter {hp.name!r} is not in the given HyperParameters and "
                 "allow_new_entries=False. Add it to the HyperParameters passed to "
-                "the tuner, or pass allow_new_entries=True."
+                "the tuner, or pass allow_new_entries=True.",
+                name=hp.name,
             )
         self._space.append(hp)
         if self.is_active(hp) and hp.name not in self._values:

@@ -154,3 +154,30 @@ def test_tune_rejects_silent_tracking_server(tmp_path: Path, digits_npz: Path) -
     assert outcome.exit_code == EXIT_INVALID_SPEC
     assert f"no MLflow tracking server responds at {silent}" in outcome.output
     assert "Prefect API" not in outcome.output
+
+
+def test_validate_names_tracking_uri_source(tmp_path: Path, digits_npz: Path) -> None:
+    spec_path = write_tiny_spec(tmp_path, digits_npz, experiment="silent-validate")
+    silent = "http://127.0.0.1:1"
+
+    from_option = runner.invoke(
+        app, ["validate", str(spec_path), "--tracking-uri", silent]
+    )
+    from_environment = runner.invoke(
+        app, ["validate", str(spec_path)], env={"MLFLOW_TRACKING_URI": silent}
+    )
+
+    assert from_option.exit_code == EXIT_INVALID_SPEC
+    assert f"Invalid spec {spec_path}: mlflow.tracking_uri:" in from_option.output
+    assert f"tracking_uri='{silent}', from --tracking-uri." in from_option.output
+    assert from_environment.exit_code == EXIT_INVALID_SPEC
+    assert "from $MLFLOW_TRACKING_URI. " in from_environment.output
+    assert "or fix $MLFLOW_TRACKING_URI" in from_environment.output
+
+
+def test_tune_rejects_folder_as_spec(tmp_path: Path) -> None:
+    outcome = runner.invoke(app, ["tune", str(EXAMPLES)])
+
+    assert outcome.exit_code == EXIT_INVALID_SPEC
+    assert "is a folder, not a TOML file" in outcome.output
+    assert "such as" in outcome.output and "compile_override.toml" in outcome.output

@@ -166,11 +166,15 @@ def test_tune_hides_failure_tracebacks(
     assert stdout.count("RuntimeError: 16 units diverged in this test") == 1
     assert stdout.count("Trial 2 timed out (MLflow run ") == 1
     assert stdout.count("Trial 3 failed (MLflow run ") == 1
-    assert "ObjectiveNotFoundError" in stdout
     assert stdout.count(TRACEBACK_HINT) == 1
     assert stderr.count("The search failed: The search stopped after trial 3") == 1
     assert "ended FAILED in MLflow." in stderr
     console = stdout + stderr
+    # Each trial's error appears once, in its own line, not again in the
+    # search's failure message.
+    assert console.count("ObjectiveNotFoundError") == 1
+    assert console.count("16 units diverged in this test") == 1
+    assert "Search failed" in stdout
     assert "Traceback" not in console
     assert "Finished in state" not in console
     assert "Task run failed" not in console

@@ -34,7 +34,7 @@ from flows.dask_engine import (
 )
 from flows.tuning import tune_flow
 from tasks.spec import SpecError, TuningSpec, parse_spec
-from tasks.tracking import WORKER_TAG
+from tasks.tracking import WORKER_TAG, mlflow_command
 from tasks.trial import run_trial
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
@@ -239,8 +239,8 @@ def test_dask_rejects_sqlite_store(
     assert "mlflow.tracking_uri: engine = 'dask' logs the trials" in message
     assert f"Received: tracking_uri={tracking_uri!r}" in message
     assert (
-        f"`mlflow server --backend-store-uri {tracking_uri} --host 127.0.0.1 "
-        "--port 5000`" in message
+        f"`{mlflow_command()} server --backend-store-uri {tracking_uri} --host "
+        "127.0.0.1 --port 5000`" in message
     )
     assert "[mlflow] tracking_uri = 'http://127.0.0.1:5000'" in message
     assert "MLFLOW_TRACKING_URI=http://127.0.0.1:5000" in message
@@ -258,12 +258,14 @@ def test_dask_rejects_file_store(tmp_path: Path, digits_npz: Path) -> None:
 
     message = str(caught.value)
     database = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow_cli = mlflow_command()
     assert (
-        f"`mlflow server --backend-store-uri {database} --host 127.0.0.1 "
+        f"`{mlflow_cli} server --backend-store-uri {database} --host 127.0.0.1 "
         "--port 5000`" in message
     )
     assert (
-        f"`mlflow migrate-filestore --source {store} --target {database}`" in message
+        f"`{mlflow_cli} migrate-filestore --source {store} --target {database}`"
+        in message
     )
     assert not store.exists()
 

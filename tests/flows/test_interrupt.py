@@ -404,6 +404,11 @@ def test_sigint_stops_dask_trials(
     assert process.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr
     assert "finished trial(s) kept; trial(s) stopped while running: 1, 2." in stderr
+    assert process.stdout is not None
+    stdout = process.stdout.read()
+    # Without --verbose, MLflow prints no link per run that ends on the server.
+    assert "Trial 0: val_accuracy=" in stdout
+    assert "View run" not in stdout + stderr
 
     parents, trials = runs_by_name(mlflow_server.url, "sigint-dask")
     assert [parent.info.status for parent in parents] == ["KILLED"]

@@ -129,8 +129,9 @@ BAD_SPECS = [
         TINY_MODEL + '\nobjective = "val_my_score"',
         DIGITS_8X8,
         "",
-        r"objective: Cannot infer whether to minimize or maximize "
-        r"objective='val_my_score'.*direction = 'max'",
+        r"objective: cannot infer whether to minimize or maximize 'val_my_score'\. "
+        r"Received: objective='val_my_score'\. Give the direction: objective = "
+        r"\{name = 'val_my_score', direction = 'max'\} \(or 'min'\)\.",
     ),
     (
         "hypermodel-module-not-found",
@@ -366,8 +367,10 @@ BAD_SPECS = [
         TINY_MODEL + "\nallow_new_entries = false",
         DIGITS_8X8,
         hyperparameter(name="units", type="Int", min_value=8, max_value=16, step=8),
-        r"hyperparameters: Hyperparameter 'dropout' is not in the given "
-        r"HyperParameters and allow_new_entries=False\..*allow_new_entries=True",
+        r"allow_new_entries: the build function declares 'dropout', which no "
+        r"\[\[hyperparameters\]\] entry names.*Received: allow_new_entries=false\. "
+        r"Add a \[\[hyperparameters\]\] entry with name = 'dropout' .*or set "
+        r"allow_new_entries = true\.",
     ),
     (
         "unknown-oracle",
@@ -508,8 +511,28 @@ BAD_SPECS = [
             parent_name="layers",
             parent_values=[1],
         ),
-        r"hyperparameters\[0\]: conditional_scope: parent_name='layers' is not "
-        r"defined\. Declare the parent hyperparameter before",
+        r"hyperparameters\[0\]\.parent_name: no \[\[hyperparameters\]\] entry above "
+        r"this one declares 'layers'\. Received: parent_name='layers'\. Set "
+        r"parent_name to the name of an entry declared above it",
+    ),
+    (
+        "float-entry-for-int",
+        TINY_MODEL,
+        DIGITS_8X8,
+        hyperparameter(name="units", type="Float", min_value=8.5, max_value=16.0),
+        r"hyperparameters\[0\]: this Float entry gives 'units' floats, but the build "
+        r"function declares 'units' as Int with whole numbers\. Received: "
+        r"type='Float'\..*building the model failed \(ValueError: .*\)\. Use type = "
+        r"'Int', as the build function does, with whole-number bounds such as "
+        r"min_value = 9 and max_value = 16\.",
+    ),
+    (
+        "objective-empty",
+        TINY_MODEL + '\nobjective = " "',
+        DIGITS_8X8,
+        "",
+        r"objective\.name: must not be empty\. Received: name=' '\. Name the metric "
+        r"to optimize, e\.g\. objective = 'val_accuracy'",
     ),
     (
         "trial-timeout-zero",
@@ -677,6 +700,27 @@ def test_missing_spec_file_named(tmp_path: Path) -> None:
         SpecError, match=r"spec file not found: '.*nowhere\.toml'\. Check"
     ):
         validate_spec_file(missing)
+
+
+def test_folder_as_spec_suggests_files(tmp_path: Path) -> None:
+    (tmp_path / "digits.toml").write_text(TINY_MODEL, encoding="utf-8")
+
+    with pytest.raises(
+        SpecError,
+        match=r"the spec path '.*' is a folder, not a TOML file\. Pass one of the "
+        r"\.toml files in it, such as '.*digits\.toml'\.",
+    ):
+        validate_spec_file(tmp_path)
+
+
+def test_spec_not_utf8_names_line(tmp_path: Path) -> None:
+    spec_path = tmp_path / "latin1.toml"
+    spec_path.write_bytes(f"{TINY_MODEL}\n# caf\xe9\n".encode("latin-1"))
+
+    with pytest.raises(
+        SpecError, match=r"not UTF-8 text: byte 0xe9 at line 2 is not valid UTF-8"
+    ):
+        validate_spec_file(spec_path)
 
 
 def test_invalid_toml_names_line(tmp_path: Path) -> None:
