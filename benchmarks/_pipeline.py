@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -46,6 +47,8 @@ def run_search(spec: TuningSpec) -> tuple[float, float, list[TrialResult], list[
     outside the timing, so that they take no CPU from what runs next.
     """
     clock = Clock()
+    # Both sides start without garbage left by what ran before (see run_bare).
+    gc.collect()
     with listening(clock), local_mode_settings():
         result = tune_spec_flow(spec)
     finished_at = time.perf_counter()

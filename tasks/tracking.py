@@ -8,11 +8,15 @@ a top-level run if it relied on `mlflow.start_run(nested=True)`.
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import os
 import re
+import shlex
+import shutil
 import socket
 import sqlite3
+import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -71,6 +75,58 @@ def resolve_tracking_uri(
     )
 
 
+class TrackingUriSource(enum.Enum):
+    """The setting that `resolve_tracking_uri` took the URI from, as a user names it."""
+
+    OPTION = "--tracking-uri"
+    SPEC = "the spec's [mlflow] tracking_uri"
+    ENVIRONMENT = "$MLFLOW_TRACKING_URI"
+    DEFAULT = "the default store"
+
+
+def tracking_uri_source(
+    explicit: str | None = None, from_spec: str | None = None
+) -> TrackingUriSource:
+    """Return where `resolve_tracking_uri(explicit, from_spec)` takes its URI from."""
+    if explicit:
+        return TrackingUriSource.OPTION
+    if from_spec:
+        return TrackingUriSource.SPEC
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return TrackingUriSource.ENVIRONMENT
+    return TrackingUriSource.DEFAULT
+
+
+# How to point the command at another server, by where the URI came from.
+# --tracking-uri comes before the spec, which comes before the variable.
+_OTHER_SERVER_FIXES = {
+    TrackingUriSource.OPTION: "or pass the URI of a running server to --tracking-uri",
+    TrackingUriSource.SPEC: (
+        "or fix [mlflow] tracking_uri in the spec, or pass the URI of a running "
+        "server to --tracking-uri, which overrides the spec's"
+    ),
+    TrackingUriSource.ENVIRONMENT: (
+        "or fix $MLFLOW_TRACKING_URI, or pass the URI of a running server to "
+        "--tracking-uri"
+    ),
+}
+
+
+def mlflow_command() -> str:
+    """Return the start of a shell command that runs this interpreter's MLflow CLI.
+
+    The `mlflow` script next to `sys.executable`, by its absolute path, works
+    in a shell where the virtual environment is not active. Without that
+    script, `python -m mlflow` runs the same CLI.
+    """
+    if not sys.executable:
+        return "mlflow"
+    executable = shutil.which("mlflow", path=str(Path(sys.executable).parent))
+    if executable is not None:
+        return shlex.quote(str(Path(executable).absolute()))
+    return f"{shlex.quote(sys.executable)} -m mlflow"
+
+
 def sqlite_database_path(tracking_uri: str) -> Path | None:
     """Return the database file of a `sqlite:///` URI, or None for other stores."""
     if not tracking_uri.startswith("sqlite:///"):
@@ -78,13 +134,19 @@ def sqlite_database_path(tracking_uri: str) -> Path | None:
     return Path(unquote(tracking_uri[len("sqlite:///") :])).resolve()
 
 
-def check_tracking_server(tracking_uri: str, timeout_seconds: float = 5.0) -> None:
+def check_tracking_server(
+    tracking_uri: str,
+    timeout_seconds: float = 5.0,
+    *,
+    source: TrackingUriSource | None = None,
+) -> None:
     """Raise SpecError when no server responds at an `http(s)://` tracking URI.
 
     MLflow's client retries a refused connection for minutes, so the search
     requests the server's `/health` endpoint once before it starts. Any HTTP
     response counts, because a server behind a login still responds. Other
-    stores pass.
+    stores pass. The error names `source`, the setting the URI came from, and
+    how to change it.
     """
     from tasks.spec import SpecError
 
@@ -98,29 +160,47 @@ def check_tracking_server(tracking_uri: str, timeout_seconds: float = 5.0) -> No
         return
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
+        origin = f", from {source.value}" if source is not None else ""
+        other_server = _OTHER_SERVER_FIXES.get(
+            source, "or point the search at a running server"
+        )
         raise SpecError(
             [
                 f"mlflow.tracking_uri: no MLflow tracking server responds at "
-                f"{tracking_uri} ({reason}). Received: tracking_uri={tracking_uri!r}. "
-                "Start the server, e.g. `mlflow server --backend-store-uri "
-                "sqlite:///mlflow.db --host 127.0.0.1 --port 5000`, or fix the URI "
-                "in the spec, in $MLFLOW_TRACKING_URI or in --tracking-uri."
+                f"{tracking_uri} ({reason}). Received: tracking_uri={tracking_uri!r}"
+                f"{origin}. Start the server, e.g. `{_server_command(tracking_uri)}`, "
+                f"{other_server}."
             ]
         ) from None
+
+
+def _server_command(tracking_uri: str) -> str:
+    """Return an `mlflow server` command that serves a SQLite store at the URI."""
+    parsed = urlparse(tracking_uri)
+    host = parsed.hostname or "127.0.0.1"
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError:
+        port = 5000
+    return (
+        f"{mlflow_command()} server --backend-store-uri sqlite:///mlflow.db "
+        f"--host {shlex.quote(host)} --port {port}"
+    )
 
 
 def ui_command(tracking_uri: str) -> str | None:
     """Return the shell command that opens the MLflow UI on a local store.
 
-    Returns None for a tracking server (`http://` or `https://`), which serves
-    its own UI at that address.
+    The command runs the MLflow CLI of this interpreter (`mlflow_command`),
+    so it works as printed. Returns None for a tracking server (`http://` or
+    `https://`), which serves its own UI at that address.
     """
     if urlparse(tracking_uri).scheme in ("http", "https"):
         return None
     database = sqlite_database_path(tracking_uri)
     if database is not None:
-        return f"mlflow ui --backend-store-uri sqlite:///{database}"
-    return f"mlflow ui --backend-store-uri {tracking_uri}"
+        tracking_uri = f"sqlite:///{database}"
+    return f"{mlflow_command()} ui --backend-store-uri {shlex.quote(tracking_uri)}"
 
 
 def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:
@@ -270,10 +350,48 @@ class RunRecords:
         self.params.extend(other.params)
         self.tags.extend(other.tags)
 
+    def link_model_metrics(self, model_id: str, step: int) -> None:
+        """Add a copy, linked to the logged model `model_id`, of each metric at `step`.
+
+        MLflow shows a logged model's metrics with the model. Its own
+        `log_model` copies the run's metrics that are already written, so this
+        covers those that wait in this batch.
+        """
+        self.metrics.extend(
+            Metric(
+                key=metric.key,
+                value=metric.value,
+                timestamp=metric.timestamp,
+                step=metric.step,
+                model_id=model_id,
+            )
+            for metric in self.metrics
+            if metric.step == step and metric.model_id is None
+        )
+
     def write(self, client: MlflowClient, run_id: str) -> None:
         client.log_batch(
             run_id, metrics=self.metrics, params=self.params, tags=self.tags
         )
+
+    @contextlib.contextmanager
+    def written_if_failing(self, client: MlflowClient, run_id: str) -> Iterator[None]:
+        """Write these records when the block raises, so that a failure keeps them.
+
+        A failed write is logged, and the block's error propagates.
+        """
+        try:
+            yield
+        except BaseException:
+            try:
+                self.write(client, run_id)
+            except Exception as error:
+                logger.warning(
+                    "Writing the records of run %s after a failure failed: %s",
+                    run_id,
+                    error,
+                )
+            raise
 
 
 class EpochMetricsLogger(keras.callbacks.Callback):
@@ -449,6 +567,11 @@ def model_pip_requirements() -> list[str]:
         except PackageNotFoundError:
             continue
     return requirements
+
+
+def completed_tag() -> RunTag:
+    """Return the status tag of a trial run that completed."""
+    return RunTag(STATUS_TAG, "COMPLETED")
 
 
 def end_run(

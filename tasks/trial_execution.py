@@ -22,6 +22,7 @@ from tasks.spec import TuningSpec
 from tasks.stop_request import SearchInterruptedError, stop_requested
 from tasks.tracking import (
     EpochMetricsLogger,
+    completed_tag,
     end_run,
     log_trial_model,
     outcome_records,
@@ -169,9 +170,8 @@ def execute_trial(
                 deadline=trial_deadline(spec),
             )
         outcome = executions.best
-        # One batch for what training produced: each MLflow write to a SQLite
-        # store costs milliseconds. It comes before the model, whose metrics
-        # MLflow copies from the run's metrics at the best epoch.
+        # One batch for what training produced, and the trial's status: each
+        # MLflow write to a SQLite store costs milliseconds.
         records = execution_records(executions)
         records.metrics[:0] = epoch_metrics.take_pending()
         records.extend(
@@ -183,15 +183,21 @@ def execute_trial(
                 logged_values=values,
             )
         )
+        # The model goes before the batch. MLflow copies the run's metrics at
+        # the best epoch to it, by reading every metric's history back, so
+        # the batch links its own metrics of that epoch instead.
+        with records.written_if_failing(client, run_id):
+            model_info = log_trial_model(
+                outcome.model,
+                run_id=run_id,
+                experiment_id=experiment_id,
+                trial_number=trial_number,
+                sample_x=dataset.x_val[:SIGNATURE_SAMPLES],
+                best_epoch=outcome.best_epoch,
+            )
+        records.link_model_metrics(model_info.model_id, outcome.best_epoch)
+        records.tags.append(completed_tag())
         records.write(client, run_id)
-        model_info = log_trial_model(
-            outcome.model,
-            run_id=run_id,
-            experiment_id=experiment_id,
-            trial_number=trial_number,
-            sample_x=dataset.x_val[:SIGNATURE_SAMPLES],
-            best_epoch=outcome.best_epoch,
-        )
     except SearchInterruptedError as error:
         end_interrupted_run(client, run_id)
         logger.info("Trial %d stopped (run %s): %s", trial_number, run_id, error)
@@ -221,7 +227,7 @@ def execute_trial(
         end_run(client, run_id, "FAILED", error)
         raise
 
-    end_run(client, run_id, "FINISHED")
+    client.set_terminated(run_id, status="FINISHED")
     result = TrialResult(
         number=trial_number,
         status="COMPLETED",

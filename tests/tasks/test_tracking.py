@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import mlflow.tensorflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import Metric
 from pipeline_specs import write_tiny_spec
 
 from tasks import tracking
@@ -59,6 +61,17 @@ def test_trial_run_records_params_metrics_model(
     logged_model = mlflow.get_logged_model(model_id)
     assert logged_model.source_run_id == result["run_id"]
     assert logged_model.experiment_id == run.info.experiment_id
+    # The model's metrics are the run's metrics at its best epoch, once each.
+    model_metrics = [(m.key, m.step) for m in logged_model.metrics]
+    assert len(model_metrics) == len(set(model_metrics))
+    assert {step for _, step in model_metrics} == {result["best_epoch"]}
+    assert {"val_accuracy", "val_loss", "best_val_accuracy"} <= {
+        key for key, _ in model_metrics
+    }
+    best_model_score = next(
+        m.value for m in logged_model.metrics if m.key == "best_val_accuracy"
+    )
+    assert best_model_score == pytest.approx(result["score"])
 
     model = mlflow.tensorflow.load_model(result["model_uri"])
     dataset = load_dataset(data_ref)
@@ -174,10 +187,29 @@ def test_tracking_uri_precedence(
 
 
 def test_ui_command_per_store() -> None:
+    mlflow_cli = tracking.mlflow_command()
     assert tracking.ui_command("sqlite:////data/mlflow.db") == (
-        "mlflow ui --backend-store-uri sqlite:////data/mlflow.db"
+        f"{mlflow_cli} ui --backend-store-uri sqlite:////data/mlflow.db"
+    )
+    assert tracking.ui_command("/data/my runs") == (
+        f"{mlflow_cli} ui --backend-store-uri '/data/my runs'"
     )
     assert tracking.ui_command("http://127.0.0.1:5000") is None
+
+
+def test_mlflow_command_runs_outside_the_environment() -> None:
+    # A shell where the virtual environment is not active finds no `mlflow`
+    # on its PATH; the printed command names the script by its full path.
+    command = f"{tracking.mlflow_command()} --version"
+    finished = subprocess.run(
+        ["/bin/sh", "-c", command],
+        env={"PATH": "/usr/bin:/bin", "MLFLOW_DISABLE_TELEMETRY": "true"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert "version" in finished.stdout
 
 
 class StopAtEpoch(keras.callbacks.Callback):
@@ -236,3 +268,30 @@ def test_epoch_metrics_written_when_training_fails(tracking_uri: str) -> None:
 
     assert loss_steps(client, run_id) == [0, 1]
     assert logger.pending == []
+
+
+def test_records_written_when_block_fails(tracking_uri: str) -> None:
+    run_id = start_parent(tracking_uri, experiment="records")
+    client = MlflowClient(tracking_uri)
+    records = tracking.RunRecords(
+        metrics=[Metric("val_loss", 0.5, 0, 0), Metric("val_loss", 0.4, 0, 1)]
+    )
+
+    with pytest.raises(RuntimeError, match="model upload failed"):
+        with records.written_if_failing(client, run_id):
+            raise RuntimeError("model upload failed")
+
+    history = client.get_metric_history(run_id, "val_loss")
+    assert [(m.step, m.value) for m in history] == [(0, 0.5), (1, 0.4)]
+
+
+def test_link_model_metrics_copies_one_step() -> None:
+    records = tracking.RunRecords(
+        metrics=[Metric("val_loss", 0.5, 0, 0), Metric("val_loss", 0.4, 0, 1)]
+    )
+
+    records.link_model_metrics("m-123", step=1)
+
+    linked = [m for m in records.metrics if m.model_id == "m-123"]
+    assert [(m.key, m.step, m.value) for m in linked] == [("val_loss", 1, 0.4)]
+    assert len(records.metrics) == 3
