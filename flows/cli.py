@@ -60,10 +60,11 @@ CONSOLE_HANDLER_SETTING = "PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS"
 TRIAL_CONSOLE_HANDLER = "flows.console_logs.TrialConsoleHandler"
 
 # Without --verbose, MLflow prints no "View run" links when a run on a
-# tracking server ends (the summary names the runs), and Dask's scheduler and
-# workers log only warnings. Local Dask workers inherit these.
+# tracking server ends (the summary names the runs), and MLflow, Dask's
+# scheduler and Dask's workers log only warnings. Local Dask workers inherit these.
 QUIET_DEFAULTS = {
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
     "DASK_LOGGING__DISTRIBUTED": "warning",
 }
 
@@ -102,6 +103,7 @@ def check_backends(spec: TuningSpec, spec_path: Path, tracking_uri: str | None) 
     from tasks.spec import SpecError
     from tasks.tracking import (
         check_tracking_server,
+        check_tracking_uri,
         resolve_tracking_uri,
         tracking_uri_source,
     )
@@ -110,6 +112,7 @@ def check_backends(spec: TuningSpec, spec_path: Path, tracking_uri: str | None) 
     source = tracking_uri_source(tracking_uri, spec.mlflow.tracking_uri)
     try:
         check_tracking_store(spec, uri, source)
+        check_tracking_uri(uri, source)
         check_tracking_server(uri, source=source)
         check_scheduler(spec)
     except SpecError as error:
@@ -444,7 +447,8 @@ def print_summary(console: Console, result: SearchResult) -> None:
     console.print(table)
     console.print(
         f"Objective: {result.objective} ({result.direction}) = {best['score']:.6g} "
-        f"at epoch {best['best_epoch']}"
+        # Keras counts epochs from 1 ("Epoch 3/3"), MLflow's steps from 0.
+        f"after epoch {best['best_epoch'] + 1} (MLflow step {best['best_epoch']})"
     )
     console.print(f"Best trial's MLflow run id: {best['run_id']}")
     console.print(

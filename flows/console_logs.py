@@ -32,11 +32,14 @@ def is_expected_error(error: BaseException) -> bool:
     """Return whether an error is an expected trial failure or a search it stopped.
 
     Expected are a `TrialError` (a trial failed or timed out), a
-    `SearchInterruptedError`, and a `SearchFailedError` that trial errors
-    caused. A `SearchFailedError` caused by an error of another kind, such as
+    `SearchInterruptedError`, a `SpecError` (the command prints it), and a
+    `SearchFailedError` that trial errors caused. A `SearchFailedError` caused by an error of another kind, such as
     a bug in the trial task, is not.
     """
     if isinstance(error, SearchInterruptedError):
+        return True
+    spec_error = _imported_class("tasks._spec_errors", "SpecError")
+    if spec_error is not None and isinstance(error, spec_error):
         return True
     trial_error = _imported_class("tasks.trial_execution", "TrialError")
     if trial_error is not None and isinstance(error, trial_error):

@@ -82,10 +82,13 @@ class InterruptHandler:
             self.signal_number = signum
             request_stop()
             interrupt_worker_processes()
-            cause = "Interrupted" if signum == signal.SIGINT else "Terminated (SIGTERM)"
+            if signum == signal.SIGINT:
+                cause, again = "Interrupted", "Press Ctrl-C again"
+            else:
+                cause, again = "Terminated (SIGTERM)", "Send SIGTERM again"
             self.console.print(
                 f"[yellow]{cause}: stopping the running trials and ending their "
-                "MLflow runs as KILLED. Press Ctrl-C again to exit at once.[/yellow]"
+                f"MLflow runs as KILLED. {again} to exit at once.[/yellow]"
             )
             return
 

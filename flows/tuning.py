@@ -48,6 +48,7 @@ from tasks.preparation import (
     prepare_search_space,
 )
 from tasks.project import (
+    ResumeError,
     SavedSearch,
     end_interrupted_runs,
     open_project,
@@ -57,9 +58,10 @@ from tasks.project import (
 from tasks.results import RegisteredModel, SearchResult, TrialResult
 from tasks.search_space import objective_from_spec
 from tasks.selection import rank_trials, register_best_model, select_best_trial
-from tasks.spec import TuningSpec, load_spec
+from tasks.spec import SpecError, TuningSpec, load_spec
 from tasks.stop_request import SearchInterruptedError, stop_requested
 from tasks.tracking import (
+    check_tracking_uri,
     end_run,
     ensure_experiment,
     fail_unfinished_runs,
@@ -70,7 +72,7 @@ from tasks.tracking import (
 from tasks.trial import running_in_workers
 from tasks.trial_execution import prepare_trial_inputs
 from tasks.workers import TrialWorkers
-from tuner_core import HyperParameters, Objective, Oracle
+from tuner_core import HyperParameters, Objective, Oracle, SearchSpaceChangedError
 
 __all__ = ["TUNER_ID", "SearchFailedError", "run_search", "tune_flow", "tune_spec_flow"]
 
@@ -141,6 +143,7 @@ def run_search(
     logger = get_run_logger()
     uri = resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
     check_tracking_store(spec, uri)
+    check_tracking_uri(uri)
     check_scheduler(spec)
     mlflow.set_tracking_uri(uri)
     objective = objective_from_spec(spec)
@@ -152,7 +155,10 @@ def run_search(
     oracle = build_oracle(spec, objective, space)
     finished: dict[str, TrialResult] = {}
     if saved is not None:
-        finished = resume_oracle(oracle, saved, spec, data_ref, space)
+        try:
+            finished = resume_oracle(oracle, saved, spec, data_ref, space)
+        except (ResumeError, SearchSpaceChangedError) as error:
+            raise SpecError([f"project_name: {error}"]) from error
 
     client = MlflowClient(uri)
     experiment_id, parent_run_id = open_search_run(
@@ -411,7 +417,7 @@ def trial_execution(
 def frozen_garbage_collection() -> Iterator[None]:
     """Leave the objects that exist now out of garbage collections until the exit.
 
-    With Prefect, MLflow and TensorFlow loaded, the flow's process holds
+    With Prefect, MLflow and TensorFlow loaded, the flow's process contains
     millions of objects, and each full collection that training triggers
     scans them all. Freezing them cut the collections during a 10-trial
     digits search from about 1.0 s to 0.4 s (benchmarks/overhead.py). Objects

@@ -125,9 +125,50 @@ def validate_spec_file(path: str | Path) -> SpecReport:
     try:
         data_ref = load_data_ref(spec)
         search_space = describe_search_space(spec)
+        check_input_shape(spec, data_ref)
     except SpecError as error:
         raise SpecError(error.problems, str(path)) from error
     return SpecReport(spec=spec, data_ref=data_ref, search_space=search_space)
+
+
+# Escape sequences that Keras puts in its error messages to color a terminal.
+_TERMINAL_COLORS = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def check_input_shape(spec: TuningSpec, data_ref: DataRef) -> None:
+    """Raise SpecError when the model rejects the shape of the data's samples.
+
+    Builds the model with every hyperparameter at its default and calls it
+    on two training samples, which takes a fraction of a second and spares a
+    search whose every trial would fail the same way. A HyperModel with its
+    own `fit` may reshape the data first, so it is not checked.
+    """
+    import keras
+
+    from tasks.data import load_dataset
+
+    hypermodel, space = cached_search_space(spec)
+    if type(hypermodel).fit is not tuner_core.HyperModel.fit:
+        return
+    dataset = load_dataset(data_ref)
+    samples = dataset.x_train[:2]
+    try:
+        model = hypermodel.build(space.copy())
+        model(samples)
+    except Exception as error:
+        reason = _TERMINAL_COLORS.sub("", str(error)).strip()
+        first_line = reason.splitlines()[0] if reason else type(error).__name__
+        raise SpecError(
+            [
+                f"data: the model, built with the default hyperparameters, rejects "
+                f"samples of shape {tuple(samples.shape[1:])} from the data "
+                f"({type(error).__name__}: {first_line}). Received: sample_shape="
+                f"{spec.data.sample_shape}. Set [data] sample_shape to the input "
+                "shape the model expects, or change the model's input."
+            ]
+        ) from error
+    finally:
+        keras.backend.clear_session(free_memory=False)
 
 
 def artifact_key(prefix: str, name: str) -> str:

@@ -116,8 +116,8 @@ def _duplicate_name_problems(entries: list[HyperparameterSpec]) -> list[str]:
             problem = "is declared twice"
         problems.append(
             f"hyperparameters[{index}]: the name {entry.name!r} {problem} "
-            f"(hyperparameters[{first_index[entry.name]}] is a {first.type}, this "
-            f"entry a {entry.type}). Received: name={entry.name!r}. {fix}"
+            f"(hyperparameters[{first_index[entry.name]}] has type {first.type!r}, "
+            f"this entry {entry.type!r}). Received: name={entry.name!r}. {fix}"
         )
     return problems
 

@@ -42,17 +42,52 @@ def _hypermodel_problems(spec: TuningSpec) -> list[str]:
     return []
 
 
+# Metric names that the check treats as one, because Keras accepts either spelling.
+_METRIC_ALIASES = {"acc": "accuracy", "ce": "crossentropy"}
+
+
 def _objective_problems(spec: TuningSpec) -> list[str]:
     from tuner_core import infer_direction
 
     name = spec.objective.name
+    problems = _compile_metric_problems(spec)
     if spec.objective.direction is not None or infer_direction(name) is not None:
-        return []
-    return [
+        return problems
+    return problems + [
         f"objective: cannot infer whether to minimize or maximize {name!r}. "
         f"Received: objective={name!r}. Give the direction: objective = "
         f"{{name = {name!r}, direction = 'max'}} (or 'min')."
     ]
+
+
+def _compile_metric_problems(spec: TuningSpec) -> list[str]:
+    """Check that [compile] metrics, when given, report the objective.
+
+    The override replaces the model's own metrics, so an objective such as
+    'val_accuracy' needs 'accuracy' among them. 'loss' and 'val_loss' are
+    always reported.
+    """
+    metrics = spec.compile.metrics
+    if metrics is None:
+        return []
+    name = spec.objective.name
+    metric = name.removeprefix("val_")
+    if metric == "loss":
+        return []
+    reported = {_METRIC_ALIASES.get(m, m) for m in metrics}
+    if _METRIC_ALIASES.get(metric, metric) in reported:
+        return []
+    return [
+        f"compile.metrics: the objective {name!r} needs the metric {metric!r}, but "
+        f"[compile] metrics replaces the model's metrics with {metrics}. Received: "
+        f"metrics={metrics}. Add {metric!r} to [compile] metrics, or set the "
+        f"objective to one of {_reported_names(metrics)}."
+    ]
+
+
+def _reported_names(metrics: list[str]) -> list[str]:
+    """Return the names a model compiled with `metrics` reports, validation first."""
+    return ["val_loss", *(f"val_{m}" for m in metrics), "loss", *metrics]
 
 
 def _hyperparameter_problems(spec: TuningSpec) -> list[str]:

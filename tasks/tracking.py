@@ -37,6 +37,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
 from mlflow.types.schema import Schema, TensorSpec
+from mlflow.utils.file_utils import local_file_uri_to_path
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
 
@@ -172,6 +173,66 @@ def check_tracking_server(
                 f"{other_server}."
             ]
         ) from None
+
+
+# URI schemes of the stores this pipeline logs to: MLflow's database stores
+# (a dialect may name its driver, as in postgresql+psycopg2) and its servers.
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+SERVER_SCHEMES = ("http", "https", "databricks")
+# A server address without a scheme, such as 127.0.0.1:5000.
+HOST_AND_PORT = re.compile(r"^[\w.-]+:\d+/?$")
+
+
+def check_tracking_uri(
+    tracking_uri: str, source: TrackingUriSource | None = None
+) -> None:
+    """Raise SpecError for a tracking URI that names no database or server.
+
+    A folder path, or a `file:` URI, names MLflow's file store, which MLflow 3
+    keeps in maintenance mode and which fails on this pipeline's logged
+    models. A URI without a known scheme, such as `127.0.0.1:5000`, is most
+    likely a server address without `http://`.
+    """
+    from tasks.spec import SpecError
+
+    scheme = urlparse(tracking_uri).scheme.lower()
+    if scheme.split("+")[0] in DATABASE_SCHEMES or scheme in SERVER_SCHEMES:
+        return
+    origin = f", from {source.value}" if source is not None else ""
+    received = f"Received: tracking_uri={tracking_uri!r}{origin}."
+    if HOST_AND_PORT.match(tracking_uri):
+        raise SpecError(
+            [
+                f"mlflow.tracking_uri: {tracking_uri!r} has no scheme. {received} "
+                f"Write http://{tracking_uri} for a tracking server at that address."
+            ]
+        )
+    if scheme in ("", "file"):
+        folder = Path(local_file_uri_to_path(tracking_uri)).resolve()
+        database = folder.parent / "mlflow.db" if folder.is_dir() else Path(
+            "mlflow.db"
+        ).resolve()
+        migration = ""
+        if folder.is_dir():
+            migration = (
+                f" `{mlflow_command()} migrate-filestore --source {folder} --target "
+                f"sqlite:///{database}` copies the runs of the file store into it."
+            )
+        raise SpecError(
+            [
+                "mlflow.tracking_uri: a folder is MLflow's file store, which MLflow "
+                f"3 keeps in maintenance mode and this pipeline does not log to. "
+                f"{received} Use a SQLite database, e.g. sqlite:///{database}, or a "
+                f"tracking server, e.g. http://127.0.0.1:5000.{migration}"
+            ]
+        )
+    raise SpecError(
+        [
+            f"mlflow.tracking_uri: unknown scheme {scheme!r}. {received} Use "
+            "http://HOST:PORT for a tracking server, e.g. http://127.0.0.1:5000, or "
+            "sqlite:///PATH for a local database, e.g. sqlite:///$PWD/mlflow.db."
+        ]
+    )
 
 
 def _server_command(tracking_uri: str) -> str:
@@ -387,7 +448,7 @@ class RunRecords:
                 self.write(client, run_id)
             except Exception as error:
                 logger.warning(
-                    "Writing the records of run %s after a failure failed: %s",
+                    "Writing the records of run %s after an error failed: %s",
                     run_id,
                     error,
                 )

@@ -48,6 +48,7 @@ def test_tune_prints_best_trial(
     assert "Best trial:" in outcome.output
     assert f"MLflow run id: {champion.run_id}" in outcome.output
     assert "Objective: val_accuracy (max) = " in outcome.output
+    assert "(MLflow step " in outcome.output
     assert f"mlflow ui --backend-store-uri {tracking_uri}" in outcome.output
 
 
@@ -181,3 +182,25 @@ def test_tune_rejects_folder_as_spec(tmp_path: Path) -> None:
     assert outcome.exit_code == EXIT_INVALID_SPEC
     assert "is a folder, not a TOML file" in outcome.output
     assert "such as" in outcome.output and "compile_override.toml" in outcome.output
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("127.0.0.1:5999", "'127.0.0.1:5999' has no scheme. Received: "),
+        ("mlruns", "a folder is MLflow's file store"),
+        ("ftp://127.0.0.1/x", "unknown scheme 'ftp'"),
+    ],
+    ids=["host-and-port", "folder", "other-scheme"],
+)
+def test_validate_rejects_unusable_tracking_uri(
+    tmp_path: Path, digits_npz: Path, uri: str, expected: str
+) -> None:
+    spec_path = write_tiny_spec(tmp_path, digits_npz, experiment="uri")
+
+    outcome = runner.invoke(app, ["validate", str(spec_path), "--tracking-uri", uri])
+
+    assert outcome.exit_code == EXIT_INVALID_SPEC, outcome.output
+    assert expected in outcome.output
+    assert "from --tracking-uri." in outcome.output
+    assert "Traceback" not in outcome.output

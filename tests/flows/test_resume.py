@@ -18,6 +18,7 @@ from prefect.settings import get_current_settings
 
 from flows.tuning import tune_flow
 from tasks.project import PROJECTS_FOLDER
+from tasks.spec import SpecError
 from tuner_core import SearchSpaceChangedError
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
@@ -135,11 +136,12 @@ def test_resume_checks_space_and_adds_trials(
     first = tune_flow(str(write_spec(max_trials=2)))
 
     with pytest.raises(
-        SearchSpaceChangedError,
-        match=r"(?s)differs from the one saved in .*growing.*units: was Int.*now Int"
-        r".*overwrite = true.*new project_name",
-    ):
+        SpecError,
+        match=r"(?s)project_name: The search space differs from the one saved in "
+        r".*growing.*units: was Int.*now Int.*overwrite = true.*new project_name",
+    ) as caught:
         tune_flow(str(write_spec(max_trials=2, extra=WIDER_UNITS)))
+    assert isinstance(caught.value.__cause__, SearchSpaceChangedError)
 
     client = MlflowClient(tracking_uri)
     parents, children = split_runs(experiment_runs(client, "resume"))
@@ -161,3 +163,27 @@ def test_resume_checks_space_and_adds_trials(
     assert [t["number"] for t in fresh.trials] == [0]
     assert fresh.trials[0]["run_id"] not in {t["run_id"] for t in grown.trials}
     assert "tuneflow.resumed_from" not in client.get_run(fresh.parent_run_id).data.tags
+
+
+def test_resume_with_other_seed_is_spec_error(
+    tmp_path: Path, digits_npz: Path, tracking_uri: str
+) -> None:
+    spec_path = write_tiny_spec(
+        tmp_path,
+        digits_npz,
+        experiment="reseeded",
+        max_trials=1,
+        epochs=1,
+        extra='project_name = "reseeded"\n',
+    )
+    tune_flow(str(spec_path), tracking_uri=tracking_uri)
+    text = spec_path.read_text(encoding="utf-8")
+    spec_path.write_text(text.replace("seed = 3", "seed = 4"), encoding="utf-8")
+
+    outcome = run_cli(spec_path, tracking_uri, tmp_path / "fits.jsonl", kill_at_fit=99)
+
+    console = outcome.stdout + outcome.stderr
+    assert outcome.returncode == 2, console[-3000:]
+    assert console.count("ran with other settings: seed was 3, now 4") == 1
+    assert "project_name: The search saved in" in console
+    assert "Traceback" not in console

@@ -106,7 +106,8 @@ BAD_SPECS = [
         hyperparameter(name="learning_rate", type="Fixed", value=0.01)
         + hyperparameter(name="learning_rate", type="Choice", values=[0.01, 0.001]),
         r"hyperparameters\[1\]: the name 'learning_rate' is both fixed and tuned "
-        r".*Received: name='learning_rate'\. Keep the Fixed entry",
+        r"\(hyperparameters\[0\] has type 'Fixed', this entry 'Choice'\)\. "
+        r"Received: name='learning_rate'\. Keep the Fixed entry",
     ),
     (
         "unknown-hyperparameter-type",
@@ -525,6 +526,26 @@ BAD_SPECS = [
         r"type='Float'\..*building the model failed \(ValueError: .*\)\. Use type = "
         r"'Int', as the build function does, with whole-number bounds such as "
         r"min_value = 9 and max_value = 16\.",
+    ),
+    (
+        "objective-not-in-compile-metrics",
+        TINY_MODEL + '\nobjective = "val_accuracy"',
+        DIGITS_8X8,
+        '[compile]\nmetrics = ["sparse_categorical_crossentropy"]',
+        r"compile\.metrics: the objective 'val_accuracy' needs the metric 'accuracy', "
+        r"but \[compile\] metrics replaces the model's metrics with "
+        r"\['sparse_categorical_crossentropy'\]\..*Add 'accuracy' to \[compile\] "
+        r"metrics, or set the objective to one of \['val_loss', "
+        r"'val_sparse_categorical_crossentropy', 'loss', ",
+    ),
+    (
+        "sample-shape-model-rejects",
+        TINY_MODEL,
+        "sample_shape = [64]",
+        "",
+        r"data: the model, built with the default hyperparameters, rejects samples "
+        r"of shape \(64,\) from the data \(ValueError: .*\)\. Received: "
+        r"sample_shape=\[64\]\. Set \[data\] sample_shape to the input shape",
     ),
     (
         "objective-empty",
