@@ -137,7 +137,7 @@ def validate(
     """Check a spec, its data and its search space without training anything."""
     apply_environment_defaults(verbose=False)
     from flows.spec_summary import print_spec_summary
-    from tasks.preparation import validate_spec_file
+    from tasks.preparation import check_saved_search, validate_spec_file
     from tasks.spec import SpecError
     from tasks.tracking import resolve_tracking_uri
 
@@ -145,7 +145,11 @@ def validate(
     try:
         report = validate_spec_file(spec_path)
         check_backends(report.spec, spec_path, tracking_uri)
+        uri = resolve_tracking_uri(tracking_uri, report.spec.mlflow.tracking_uri)
+        num_saved = check_saved_search(report, uri)
     except SpecError as error:
+        if error.source is None:
+            error = SpecError(error.problems, str(spec_path))
         Console(stderr=True, soft_wrap=True).print(f"[red]{escape(str(error))}[/red]")
         raise typer.Exit(EXIT_INVALID_SPEC) from None
 
@@ -156,8 +160,12 @@ def validate(
         f"{escape(data_ref.path or data_ref.source)}"
         f", {100 * data_ref.validation_split:.0f}% held out for validation."
     )
-    uri = resolve_tracking_uri(tracking_uri, report.spec.mlflow.tracking_uri)
     print_spec_summary(console, report, uri)
+    if num_saved:
+        console.print(
+            f"Saved search: {num_saved} finished trial(s) under project_name "
+            f"{report.spec.project_name!r}, which tune resumes."
+        )
 
 
 @app.command()

@@ -175,3 +175,37 @@ def artifact_key(prefix: str, name: str) -> str:
     """Return a Prefect artifact key: lowercase letters, digits and dashes."""
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     return f"{prefix}-{slug}" if slug else prefix
+
+
+def check_saved_search(report: SpecReport, tracking_uri: str) -> int:
+    """Check that the spec can resume the search saved under its project_name.
+
+    Runs the comparison that a resumed search runs before its first trial,
+    on a throwaway oracle, and changes nothing on disk. Returns how many
+    trials the saved search finished, 0 when there is none to resume.
+
+    Raises:
+        SpecError: the saved search ran with other settings or another
+            search space.
+    """
+    from tasks.oracles import build_oracle
+    from tasks.project import ResumeError, SearchProject, project_folder, resume_oracle
+    from tasks.search_space import objective_from_spec
+
+    spec = report.spec
+    folder = project_folder(spec, tracking_uri)
+    if folder is None or spec.overwrite:
+        return 0
+    saved = SearchProject(folder).load()
+    if saved is None:
+        return 0
+
+    space = tuner_core.HyperParameters.from_config(report.search_space["config"])
+    oracle = build_oracle(spec, objective_from_spec(spec), space)
+    data_ref = load_data_ref(spec, split_seed=saved.split_seed)
+    try:
+        finished = resume_oracle(oracle, saved, spec, data_ref, space)
+    except (ResumeError, tuner_core.SearchSpaceChangedError) as error:
+        raise SpecError([f"project_name: {error}"]) from error
+    return len(finished)
+

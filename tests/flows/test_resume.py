@@ -177,13 +177,34 @@ def test_resume_with_other_seed_is_spec_error(
         extra='project_name = "reseeded"\n',
     )
     tune_flow(str(spec_path), tracking_uri=tracking_uri)
+    same = run_validate(spec_path, tracking_uri)
     text = spec_path.read_text(encoding="utf-8")
     spec_path.write_text(text.replace("seed = 3", "seed = 4"), encoding="utf-8")
 
+    checked = run_validate(spec_path, tracking_uri)
     outcome = run_cli(spec_path, tracking_uri, tmp_path / "fits.jsonl", kill_at_fit=99)
 
-    console = outcome.stdout + outcome.stderr
-    assert outcome.returncode == 2, console[-3000:]
-    assert console.count("ran with other settings: seed was 3, now 4") == 1
-    assert "project_name: The search saved in" in console
-    assert "Traceback" not in console
+    assert same.returncode == 0, same.stderr[-3000:]
+    assert "Saved search: 1 finished trial(s) under project_name" in same.stdout
+    for finished in (checked, outcome):
+        console = finished.stdout + finished.stderr
+        assert finished.returncode == 2, console[-3000:]
+        assert console.count("ran with other settings: seed was 3, now 4") == 1
+        assert "project_name: The search saved in" in console
+        assert "Traceback" not in console
+
+
+def run_validate(
+    spec_path: Path, tracking_uri: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `tuneflow validate` in a new process."""
+    env = dict(os.environ, PYTHONPATH=f"{REPOSITORY}{os.pathsep}{TESTS}")
+    command = [sys.executable, "-m", "flows.cli", "validate", str(spec_path)]
+    return subprocess.run(
+        [*command, "--tracking-uri", tracking_uri],
+        env=env,
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
