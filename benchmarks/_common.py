@@ -110,8 +110,8 @@ def run_bare(spec: TuningSpec, trials: list[TrialResult]) -> tuple[float, float]
 
     The objects that exist before the fits (Prefect's, MLflow's and the
     search's) stay out of the garbage collections during them, as if the fits
-    ran in a process with Keras alone: the bare side does not pay for scanning
-    them, which would lower the ratios.
+    ran in a process with Keras alone. Otherwise the bare side would pay for
+    scanning them, which would lower the ratios.
     """
     dataset = load_dataset(make_data_ref(spec.data, spec.seed))
     gc.collect()

@@ -16,7 +16,6 @@ import ipaddress
 import socket
 import time
 from collections.abc import Callable, Coroutine, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -24,7 +23,6 @@ import dask
 from distributed.comm import parse_address, parse_host_port
 from distributed.core import rpc
 from distributed.security import Security
-from mlflow.utils.file_utils import local_file_uri_to_path
 from prefect import get_run_logger
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
@@ -35,7 +33,12 @@ from prefect_dask import DaskTaskRunner
 from tasks._spec_errors import SpecError
 from tasks.dask_stop import SearchStopEvent
 from tasks.spec import TuningSpec
-from tasks.tracking import TrackingUriSource, mlflow_command, sqlite_database_path
+from tasks.tracking import (
+    TrackingUriSource,
+    file_store_migration,
+    mlflow_command,
+    sqlite_database_path,
+)
 
 __all__ = [
     "check_scheduler",
@@ -199,12 +202,9 @@ def check_tracking_store(
     database = sqlite_database_path(tracking_uri)
     migration = ""
     if database is None:
-        folder = Path(local_file_uri_to_path(tracking_uri)).resolve()
-        database = folder.parent / "mlflow.db"
+        _, database, migrate = file_store_migration(tracking_uri)
         migration = (
-            f" `{mlflow} migrate-filestore --source {folder} --target "
-            f"sqlite:///{database}` copies the runs of the file store into that "
-            "database first."
+            f" `{migrate}` copies the runs of the file store into that database first."
         )
     raise SpecError(
         [

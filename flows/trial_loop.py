@@ -34,9 +34,9 @@ class SearchFailedError(RuntimeError):
     """Error for a search that failed trials stopped, raised after its runs ended.
 
     `trials` contains the result of every trial that finished before the
-    search stopped, completed and failed ones alike. `summary` says why the
-    search stopped without the trials' errors, for a caller that has shown
-    each failed trial already; it defaults to the message.
+    search stopped, completed and failed ones alike. `summary` gives the
+    reason the search stopped without the trials' errors, for a caller that
+    has shown each failed trial already. It defaults to the message.
     """
 
     def __init__(

@@ -48,17 +48,16 @@ from tasks.preparation import (
     prepare_search_space,
 )
 from tasks.project import (
-    ResumeError,
     SavedSearch,
     end_interrupted_runs,
     open_project,
-    resume_oracle,
+    resume_saved_search,
     unfinished_trials,
 )
 from tasks.results import RegisteredModel, SearchResult, TrialResult
 from tasks.search_space import objective_from_spec
 from tasks.selection import rank_trials, register_best_model, select_best_trial
-from tasks.spec import SpecError, TuningSpec, load_spec
+from tasks.spec import TuningSpec, load_spec
 from tasks.stop_request import SearchInterruptedError, stop_requested
 from tasks.tracking import (
     check_tracking_uri,
@@ -72,7 +71,7 @@ from tasks.tracking import (
 from tasks.trial import running_in_workers
 from tasks.trial_execution import prepare_trial_inputs
 from tasks.workers import TrialWorkers
-from tuner_core import HyperParameters, Objective, Oracle, SearchSpaceChangedError
+from tuner_core import HyperParameters, Objective, Oracle
 
 __all__ = ["TUNER_ID", "SearchFailedError", "run_search", "tune_flow", "tune_spec_flow"]
 
@@ -155,10 +154,7 @@ def run_search(
     oracle = build_oracle(spec, objective, space)
     finished: dict[str, TrialResult] = {}
     if saved is not None:
-        try:
-            finished = resume_oracle(oracle, saved, spec, data_ref, space)
-        except (ResumeError, SearchSpaceChangedError) as error:
-            raise SpecError([f"project_name: {error}"]) from error
+        finished = resume_saved_search(oracle, saved, spec, data_ref, space)
 
     client = MlflowClient(uri)
     experiment_id, parent_run_id = open_search_run(

@@ -189,7 +189,7 @@ def check_saved_search(report: SpecReport, tracking_uri: str) -> int:
             search space.
     """
     from tasks.oracles import build_oracle
-    from tasks.project import ResumeError, SearchProject, project_folder, resume_oracle
+    from tasks.project import SearchProject, project_folder, resume_saved_search
     from tasks.search_space import objective_from_spec
 
     spec = report.spec
@@ -203,9 +203,5 @@ def check_saved_search(report: SpecReport, tracking_uri: str) -> int:
     space = tuner_core.HyperParameters.from_config(report.search_space["config"])
     oracle = build_oracle(spec, objective_from_spec(spec), space)
     data_ref = load_data_ref(spec, split_seed=saved.split_seed)
-    try:
-        finished = resume_oracle(oracle, saved, spec, data_ref, space)
-    except (ResumeError, tuner_core.SearchSpaceChangedError) as error:
-        raise SpecError([f"project_name: {error}"]) from error
-    return len(finished)
+    return len(resume_saved_search(oracle, saved, spec, data_ref, space))
 

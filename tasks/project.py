@@ -23,6 +23,7 @@ from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
 
 import tuner_core
+from tasks._spec_errors import SpecError
 from tasks.results import TrialResult
 from tasks.tracking import (
     ERROR_TAG,
@@ -197,6 +198,25 @@ def resume_oracle(
         for trial_id, result in saved.trials.items()
         if trial_id in oracle.trials and oracle.trials[trial_id].status.is_finished()
     }
+
+
+def resume_saved_search(
+    oracle: Oracle,
+    saved: SavedSearch,
+    spec: TuningSpec,
+    data_ref: DataRef,
+    space: HyperParameters,
+) -> dict[str, TrialResult]:
+    """Return `resume_oracle(...)`, reporting a search it cannot resume as a spec error.
+
+    Raises:
+        SpecError: the saved search ran with other settings or another
+            search space. The message names project_name.
+    """
+    try:
+        return resume_oracle(oracle, saved, spec, data_ref, space)
+    except (ResumeError, SearchSpaceChangedError) as error:
+        raise SpecError([f"project_name: {error}"]) from error
 
 
 def _setting_differences(

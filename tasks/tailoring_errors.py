@@ -77,10 +77,10 @@ def override_type_problems(
     problems = []
     for index, entry in enumerate(spec.hyperparameters):
         declaration = registered.get(entry.name)
-        given = next((hp for hp in entries.space if hp.name == entry.name), None)
-        if declaration is None or given is None:
+        override = next((hp for hp in entries.space if hp.name == entry.name), None)
+        if declaration is None or override is None:
             continue
-        given_type = type(given.default)
+        given_type = type(override.default)
         registered_type = type(declaration.default)
         if given_type is registered_type:
             continue

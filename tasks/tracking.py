@@ -208,16 +208,10 @@ def check_tracking_uri(
             ]
         )
     if scheme in ("", "file"):
-        folder = Path(local_file_uri_to_path(tracking_uri)).resolve()
-        database = folder.parent / "mlflow.db" if folder.is_dir() else Path(
-            "mlflow.db"
-        ).resolve()
+        folder, database, migrate = file_store_migration(tracking_uri)
         migration = ""
         if folder.is_dir():
-            migration = (
-                f" `{mlflow_command()} migrate-filestore --source {folder} --target "
-                f"sqlite:///{database}` copies the runs of the file store into it."
-            )
+            migration = f" `{migrate}` copies the runs of the file store into it."
         raise SpecError(
             [
                 "mlflow.tracking_uri: a folder is MLflow's file store, which MLflow "
@@ -233,6 +227,21 @@ def check_tracking_uri(
             "sqlite:///PATH for a local database, e.g. sqlite:///$PWD/mlflow.db."
         ]
     )
+
+
+def file_store_migration(tracking_uri: str) -> tuple[Path, Path, str]:
+    """Return a file store's folder, a SQLite database to replace it, and a command.
+
+    The database is `mlflow.db` next to the folder. The command copies the
+    store's runs into it with `mlflow migrate-filestore`.
+    """
+    folder = Path(local_file_uri_to_path(tracking_uri)).resolve()
+    database = folder.parent / "mlflow.db"
+    command = (
+        f"{mlflow_command()} migrate-filestore --source {folder} --target "
+        f"sqlite:///{database}"
+    )
+    return folder, database, command
 
 
 def _server_command(tracking_uri: str) -> str:

@@ -181,7 +181,8 @@ def test_tune_rejects_folder_as_spec(tmp_path: Path) -> None:
 
     assert outcome.exit_code == EXIT_INVALID_SPEC
     assert "is a folder, not a TOML file" in outcome.output
-    assert "such as" in outcome.output and "compile_override.toml" in outcome.output
+    assert "such as" in outcome.output
+    assert "compile_override.toml" in outcome.output
 
 
 @pytest.mark.parametrize(

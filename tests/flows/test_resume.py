@@ -37,9 +37,16 @@ step = 8
 
 
 def run_cli(
-    spec_path: Path, tracking_uri: str, fit_log: Path, kill_at_fit: int
+    spec_path: Path,
+    tracking_uri: str,
+    fit_log: Path,
+    kill_at_fit: int,
+    command_name: str = "tune",
 ) -> subprocess.CompletedProcess[str]:
-    """Run `tuneflow tune` in a new process against the test's Prefect server."""
+    """Run `tuneflow tune`, or another command, in a new process.
+
+    The process uses the test's Prefect server.
+    """
     env = dict(
         os.environ,
         PYTHONPATH=f"{REPOSITORY}{os.pathsep}{TESTS}",
@@ -48,7 +55,7 @@ def run_cli(
         TUNEFLOW_TEST_FIT_LOG=str(fit_log),
         TUNEFLOW_TEST_KILL_AT_FIT=str(kill_at_fit),
     )
-    command = [sys.executable, "-m", "flows.cli", "tune", str(spec_path)]
+    command = [sys.executable, "-m", "flows.cli", command_name, str(spec_path)]
     return subprocess.run(
         [*command, "--tracking-uri", tracking_uri],
         env=env,
@@ -176,13 +183,14 @@ def test_resume_with_other_seed_is_spec_error(
         epochs=1,
         extra='project_name = "reseeded"\n',
     )
+    fit_log = tmp_path / "fits.jsonl"
     tune_flow(str(spec_path), tracking_uri=tracking_uri)
-    same = run_validate(spec_path, tracking_uri)
+    same = run_cli(spec_path, tracking_uri, fit_log, 99, command_name="validate")
     text = spec_path.read_text(encoding="utf-8")
     spec_path.write_text(text.replace("seed = 3", "seed = 4"), encoding="utf-8")
 
-    checked = run_validate(spec_path, tracking_uri)
-    outcome = run_cli(spec_path, tracking_uri, tmp_path / "fits.jsonl", kill_at_fit=99)
+    checked = run_cli(spec_path, tracking_uri, fit_log, 99, command_name="validate")
+    outcome = run_cli(spec_path, tracking_uri, fit_log, kill_at_fit=99)
 
     assert same.returncode == 0, same.stderr[-3000:]
     assert "Saved search: 1 finished trial(s) under project_name" in same.stdout
@@ -193,18 +201,3 @@ def test_resume_with_other_seed_is_spec_error(
         assert "project_name: The search saved in" in console
         assert "Traceback" not in console
 
-
-def run_validate(
-    spec_path: Path, tracking_uri: str
-) -> subprocess.CompletedProcess[str]:
-    """Run `tuneflow validate` in a new process."""
-    env = dict(os.environ, PYTHONPATH=f"{REPOSITORY}{os.pathsep}{TESTS}")
-    command = [sys.executable, "-m", "flows.cli", "validate", str(spec_path)]
-    return subprocess.run(
-        [*command, "--tracking-uri", tracking_uri],
-        env=env,
-        cwd=REPOSITORY,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )

@@ -365,7 +365,7 @@ def normal_scores(scores: np.ndarray) -> np.ndarray:
     """Replace each score by the standard normal quantile of its rank.
 
     A few very bad trials (a diverging learning rate, say) would otherwise
-    set the scale of the Gaussian process, which then sees the small
+    set the scale of the Gaussian process, which then treats the small
     differences among good trials as noise. The transform keeps the order of
     the scores, gives equal scores equal values and spaces the values like a
     normal sample, whatever the scores' own distribution.
