@@ -6,10 +6,12 @@ Importing this module sets the telemetry switches and puts the repository and
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +145,29 @@ def _fixed(values: dict[str, Any]) -> tuner_core.HyperParameters:
         hp.Fixed(name, value)
     hp.mark_overrides()
     return hp
+
+
+@contextlib.contextmanager
+def timing_fits() -> Iterator[list[float]]:
+    """Collect the wall seconds of each `model.fit` called in this process.
+
+    Fits in worker processes are not seen, so the list stays empty for them.
+    """
+    seconds: list[float] = []
+    original = keras.Model.fit
+
+    def timed_fit(self: keras.Model, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            seconds.append(time.perf_counter() - started)
+
+    keras.Model.fit = timed_fit  # type: ignore[method-assign]
+    try:
+        yield seconds
+    finally:
+        keras.Model.fit = original  # type: ignore[method-assign]
 
 
 def warm_up_tensorflow(spec: TuningSpec) -> float:
