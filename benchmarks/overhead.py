@@ -11,8 +11,8 @@
    and the median ratio is the result: a full garbage collection of about
    0.5 s lands on either side at random, which moves one ratio by about 0.05.
    With trials in this process, it also prints the seconds spent inside
-   `model.fit` on each side, so that the time the trials' own fits save is
-   told apart from the rest of the overhead.
+   `model.fit` on each side, which separates faster fits in the trials from
+   the rest of the overhead.
 4. Runs a 30-trial search (1 epoch each) and prints how much the resident memory
    of the flow's process and its worker processes grew from trial 5 to trial 30.
 

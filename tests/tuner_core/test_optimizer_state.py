@@ -83,7 +83,7 @@ def train(build: Any, digits: dict[str, np.ndarray], **kwargs: Any) -> Any:
     return outcome, probe
 
 
-def test_trial_builds_the_optimizer_before_fit(digits: dict[str, np.ndarray]) -> None:
+def test_trial_builds_optimizer_before_fit(digits: dict[str, np.ndarray]) -> None:
     outcome, probe = train(build_dense, digits)
 
     assert probe.built_at_start is True
@@ -94,7 +94,7 @@ def test_trial_builds_the_optimizer_before_fit(digits: dict[str, np.ndarray]) ->
     assert len(slots) == 2 * len(outcome.model.trainable_variables)
 
 
-def test_prebuilt_optimizer_trains_to_the_same_weights(
+def test_prebuilt_optimizer_same_weights(
     digits: dict[str, np.ndarray],
 ) -> None:
     prebuilt, probe = train(build_dense, digits)
