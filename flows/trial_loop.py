@@ -262,7 +262,7 @@ class TrialLoop:
         stopped = ", ".join(str(n) for n in sorted(self.stopped_trials)) or "none"
         raise SearchInterruptedError(
             f"The user interrupted the search: {len(finished)} finished trial(s) "
-            f"kept; trial(s) stopped while running: {stopped}.",
+            f"kept; trial numbers stopped while running: {stopped}.",
             finished,
             self.stopped_trials,
         )

@@ -69,6 +69,12 @@ def _describe(details: Any) -> str:
             "Remove it, or correct its spelling."
         )
 
+    if kind == "list_type" and location == "hyperparameters":
+        return (
+            f"{location}: must be a list of tables. Received: {location}="
+            f"{details['input']!r}. Write each entry as its own [[hyperparameters]] "
+            "table, with double brackets."
+        )
     expected = _EXPECTED_TYPES.get(kind)
     if expected is not None:
         return (

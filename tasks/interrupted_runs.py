@@ -22,8 +22,8 @@ from tasks.tracking import ERROR_TAG, STATUS_TAG, running_trial_runs
 logger = logging.getLogger(__name__)
 
 USER_INTERRUPT_MESSAGE = (
-    "Interrupted by the user: the search stopped at a SIGINT (Ctrl-C) while this "
-    "run was running."
+    "Interrupted by the user: the search stopped at a SIGINT (Ctrl-C) or SIGTERM "
+    "while this run was running."
 )
 
 

@@ -125,7 +125,7 @@ def validate_spec_file(path: str | Path) -> SpecReport:
     try:
         data_ref = load_data_ref(spec)
         search_space = describe_search_space(spec)
-        check_input_shape(spec, data_ref)
+        check_default_model(spec, data_ref)
     except SpecError as error:
         raise SpecError(error.problems, str(path)) from error
     return SpecReport(spec=spec, data_ref=data_ref, search_space=search_space)
@@ -135,13 +135,16 @@ def validate_spec_file(path: str | Path) -> SpecReport:
 _TERMINAL_COLORS = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def check_input_shape(spec: TuningSpec, data_ref: DataRef) -> None:
-    """Raise SpecError when the model rejects the shape of the data's samples.
+def check_default_model(spec: TuningSpec, data_ref: DataRef) -> None:
+    """Raise SpecError when the default model rejects the data or lacks the objective.
 
-    Builds the model with every hyperparameter at its default and calls it
-    on two training samples, which takes a fraction of a second and spares a
-    search whose every trial would fail the same way. A HyperModel with its
-    own `fit` may reshape the data first, so it is not checked.
+    Builds the model with every hyperparameter at its default and applies the
+    compile overrides. Then calls the model on two training samples and
+    evaluates it on them. This takes a fraction of a second and spares a search
+    whose every trial would fail the same way. The evaluation gives the metric
+    names the trials report, each also with a 'val_' prefix. A HyperModel with
+    its own `fit` may reshape the data or report other metrics, so it is not
+    checked.
     """
     import keras
 
@@ -156,19 +159,61 @@ def check_input_shape(spec: TuningSpec, data_ref: DataRef) -> None:
         model = hypermodel.build(space.copy())
         model(samples)
     except Exception as error:
-        reason = _TERMINAL_COLORS.sub("", str(error)).strip()
-        first_line = reason.splitlines()[0] if reason else type(error).__name__
         raise SpecError(
             [
                 f"data: the model, built with the default hyperparameters, rejects "
                 f"samples of shape {tuple(samples.shape[1:])} from the data "
-                f"({type(error).__name__}: {first_line}). Received: sample_shape="
+                f"({_first_line(error)}). Received: sample_shape="
                 f"{spec.data.sample_shape}. Set [data] sample_shape to the input "
                 "shape the model expects, or change the model's input."
             ]
         ) from error
+    else:
+        reported = _reported_metrics(spec, model, samples, dataset.y_train[:2])
     finally:
         keras.backend.clear_session(free_memory=False)
+    name = spec.objective.name
+    if name not in reported:
+        raise SpecError(
+            [
+                f"objective: the model does not report the metric {name!r}. "
+                f"Received: objective={name!r}. The model, built with the default "
+                f"hyperparameters, reports {reported}. Set the objective to one of "
+                "them, or add the metric to the build function's compile(metrics=...) "
+                "or to [compile] metrics."
+            ]
+        )
+
+
+def _reported_metrics(
+    spec: TuningSpec, model: Any, samples: Any, labels: Any
+) -> list[str]:
+    """Evaluate the compiled `model` on the samples and return its metric names.
+
+    The names with a 'val_' prefix come first.
+    """
+    try:
+        model = tuner_core.apply_compile_overrides(
+            model, compile_overrides_from_spec(spec)
+        )
+        logs = model.evaluate(samples, labels, verbose=0, return_dict=True)
+    except Exception as error:
+        raise SpecError(
+            [
+                f"hypermodel: the model, built with the default hyperparameters, "
+                f"failed to evaluate two samples of the data ({_first_line(error)}). "
+                f"Received: hypermodel={spec.hypermodel!r}. Check that the build "
+                "function compiles the model with a loss that fits the labels."
+            ]
+        ) from error
+    return [*(f"val_{name}" for name in logs), *logs]
+
+
+def _first_line(error: Exception) -> str:
+    """Return the error's type and the first line of its message, without colors."""
+    reason = _TERMINAL_COLORS.sub("", str(error)).strip()
+    first_line = reason.splitlines()[0] if reason else ""
+    return f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
 
 
 def artifact_key(prefix: str, name: str) -> str:
@@ -189,12 +234,20 @@ def check_saved_search(report: SpecReport, tracking_uri: str) -> int:
             search space.
     """
     from tasks.oracles import build_oracle
-    from tasks.project import SearchProject, project_folder, resume_saved_search
+    from tasks.project import (
+        SearchProject,
+        check_project_folder,
+        project_folder,
+        resume_saved_search,
+    )
     from tasks.search_space import objective_from_spec
 
     spec = report.spec
     folder = project_folder(spec, tracking_uri)
-    if folder is None or spec.overwrite:
+    if folder is None:
+        return 0
+    check_project_folder(folder, spec)
+    if spec.overwrite:
         return 0
     saved = SearchProject(folder).load()
     if saved is None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +63,32 @@ def project_folder(spec: TuningSpec, tracking_uri: str) -> Path | None:
         base = database.parent if database is not None else Path.cwd()
         directory = base / PROJECTS_FOLDER
     return directory / spec.project_name
+
+
+def check_project_folder(folder: Path, spec: TuningSpec) -> None:
+    """Raise SpecError unless the project folder exists or can be created.
+
+    Creates and removes a probe folder in the nearest folder that exists,
+    which leaves nothing behind.
+    """
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if existing == folder and not folder.is_dir():
+            raise NotADirectoryError(f"{folder} is a file")
+        os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=existing))
+    except OSError as error:
+        setting = "directory" if spec.directory is not None else "project_name"
+        raise SpecError(
+            [
+                f"{setting}: cannot create or write the project folder {folder} "
+                f"({type(error).__name__}: {error}). Received: directory="
+                f"{str(spec.directory) if spec.directory else None!r}, project_name="
+                f"{spec.project_name!r}. Set directory to a folder this user can "
+                "write, or leave it out to keep projects next to the MLflow store."
+            ]
+        ) from error
 
 
 @dataclass
@@ -145,6 +173,7 @@ def open_project(
     folder = project_folder(spec, tracking_uri)
     if folder is None:
         return None, None
+    check_project_folder(folder, spec)
 
     project = SearchProject(folder)
     saved = project.load()

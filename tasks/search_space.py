@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import tuner_core
@@ -20,6 +22,7 @@ from tuner_core import (
     NewEntryNotAllowedError,
     Objective,
     SearchSpaceConflictError,
+    UnreadHyperparametersWarning,
 )
 
 if TYPE_CHECKING:
@@ -159,12 +162,14 @@ def build_search_space(spec: TuningSpec) -> tuple[HyperModel, HyperParameters]:
     hypermodel = load_hypermodel(spec)
     hyperparameters = hyperparameters_from_spec(spec.hyperparameters)
     try:
-        space = tuner_core.build_search_space(
-            hypermodel,
-            hyperparameters,
-            tune_new_entries=spec.tune_new_entries,
-            allow_new_entries=spec.allow_new_entries,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UnreadHyperparametersWarning)
+            space = tuner_core.build_search_space(
+                hypermodel,
+                hyperparameters,
+                tune_new_entries=spec.tune_new_entries,
+                allow_new_entries=spec.allow_new_entries,
+            )
     except NewEntryNotAllowedError as error:
         raise SpecError([new_entry_problem(error.name)]) from error
     except Exception as error:
@@ -182,7 +187,41 @@ def build_search_space(spec: TuningSpec) -> tuple[HyperModel, HyperParameters]:
                 "[[hyperparameters]] entries whose values it cannot take."
             ]
         ) from error
+    for record in caught:
+        _check_unread_entries(spec, hypermodel, record)
     return hypermodel, space
+
+
+def _check_unread_entries(
+    spec: TuningSpec, hypermodel: HyperModel, record: warnings.WarningMessage
+) -> None:
+    """Raise SpecError for an entry whose name is a misspelling of a declared one.
+
+    Only a build function's names are known before the search: a HyperModel
+    with its own `fit` may read other names there, so its entries only warn.
+    Other warnings are issued again.
+    """
+    warning = record.message
+    if not isinstance(warning, UnreadHyperparametersWarning):
+        warnings.warn_explicit(
+            warning, record.category, record.filename, record.lineno
+        )
+        return
+    problems = []
+    if type(hypermodel).fit is tuner_core.HyperModel.fit:
+        names = [entry.name for entry in spec.hyperparameters]
+        for name in warning.unread:
+            close = difflib.get_close_matches(name, warning.declared, n=1, cutoff=0.8)
+            if close:
+                problems.append(
+                    f"hyperparameters[{names.index(name)}].name: the build function "
+                    f"declares no hyperparameter {name!r}, so this entry would have "
+                    f"no effect. Received: name={name!r}. Did you mean {close[0]!r}? "
+                    f"The build function declares {warning.declared}."
+                )
+    if problems:
+        raise SpecError(problems)
+    warnings.warn(warning, stacklevel=3)
 
 
 def cached_search_space(spec: TuningSpec) -> tuple[HyperModel, HyperParameters]:

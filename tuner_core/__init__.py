@@ -28,6 +28,7 @@ from tuner_core._hypermodel import HyperModel, resolve_hypermodel
 from tuner_core._hyperparameters import HyperParameters
 from tuner_core._objective import Objective, infer_direction, resolve_objective
 from tuner_core._search_space import (
+    UnreadHyperparametersWarning,
     build_search_space,
     count_configurations,
     explore_search_space,
@@ -82,6 +83,7 @@ __all__ = [
     "TrialStatus",
     "TrialTimeoutError",
     "Tuner",
+    "UnreadHyperparametersWarning",
     "apply_compile_overrides",
     "build_search_space",
     "build_trial_model",

@@ -113,18 +113,31 @@ def explore_search_space(
     return SearchSpace(tuned=tuned, untuned=untuned)
 
 
+class UnreadHyperparametersWarning(UserWarning):
+    """Warning for given hyperparameters that the build function never declares.
+
+    `unread` lists those names and `declared` the names the build declares.
+    """
+
+    def __init__(self, message: str, unread: list[str], declared: list[str]) -> None:
+        super().__init__(message)
+        self.unread = unread
+        self.declared = declared
+
+
 def _warn_unread_overrides(tuned: HyperParameters, declared: set[str]) -> None:
     """Warn about given hyperparameters that the build function never declares."""
     unread = [name for name in tuned.names() if name in tuned.overrides - declared]
     if not unread or not declared:
         return
-    warnings.warn(
+    message = (
         f"Hyperparameters {unread} are in the given HyperParameters, but the "
         f"hypermodel's build function never declares them, so they have no effect "
         f"there. It declares {sorted(declared)}. Check the spelling; a name read "
-        "only in HyperModel.fit is not seen here.",
-        UserWarning,
-        stacklevel=3,
+        "only in HyperModel.fit is not seen here."
+    )
+    warnings.warn(
+        UnreadHyperparametersWarning(message, unread, sorted(declared)), stacklevel=3
     )
 
 

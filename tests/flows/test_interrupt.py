@@ -170,7 +170,7 @@ def test_sigint_ends_runs_killed(
     assert exit_seconds < EXIT_LIMIT_SECONDS
     assert "Trial 0: val_accuracy=" in stdout
     assert stderr.count("Interrupted: stopping the running trials") == 1
-    assert "finished trial(s) kept; trial(s) stopped while running: 1." in stderr
+    assert "finished trial(s) kept; trial numbers stopped while running: 1." in stderr
     assert "Resume the search, running the stopped trials again, with:" in stderr
     # The command names the folder: the default store and the saved search are there.
     assert f"cd {REPOSITORY} && " in stderr
@@ -243,7 +243,7 @@ def test_sigterm_stops_search_and_server(
     assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
     assert exit_seconds < EXIT_LIMIT_SECONDS
     assert stderr.count("Terminated (SIGTERM): stopping the running trials") == 1
-    assert "trial(s) stopped while running: 1." in stderr
+    assert "trial numbers stopped while running: 1." in stderr
     assert "Traceback" not in stderr
     _, alive = psutil.wait_procs(children, timeout=10)
     assert alive == [], "the temporary Prefect server and the workers exit too"
@@ -289,7 +289,7 @@ def test_closed_pipe_then_resume(
     stderr = (tmp_path / "stderr.txt").read_text()
     assert process.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr
-    assert "trial(s) stopped while running: 1." in stderr
+    assert "trial numbers stopped while running: 1." in stderr
     parents, trials = runs_by_name(tracking_uri, "closed-pipe")
     assert [p.info.status for p in parents] == ["KILLED"]
     assert trials["trial-0"].info.status == "FINISHED"
@@ -403,7 +403,7 @@ def test_sigint_stops_dask_trials(
     stderr = (tmp_path / "stderr.txt").read_text()
     assert process.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr
-    assert "finished trial(s) kept; trial(s) stopped while running: 1, 2." in stderr
+    assert "finished trial(s) kept; trial numbers stopped while running: 1, 2." in stderr
     assert process.stdout is not None
     stdout = process.stdout.read()
     # Without --verbose, MLflow prints no link per run that ends on the server.

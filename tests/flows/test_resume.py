@@ -201,3 +201,31 @@ def test_resume_with_other_seed_is_spec_error(
         assert "project_name: The search saved in" in console
         assert "Traceback" not in console
 
+
+
+def test_unwritable_project_directory_is_spec_error(
+    tmp_path: Path, digits_npz: Path, tracking_uri: str
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    spec_path = write_tiny_spec(
+        tmp_path,
+        digits_npz,
+        experiment="unwritable",
+        max_trials=1,
+        epochs=1,
+        extra=f'project_name = "blocked"\ndirectory = "{blocker / "projects"}"\n',
+    )
+    fit_log = tmp_path / "fits.jsonl"
+
+    checked = run_cli(spec_path, tracking_uri, fit_log, 99, command_name="validate")
+    outcome = run_cli(spec_path, tracking_uri, fit_log, kill_at_fit=99)
+
+    for finished in (checked, outcome):
+        console = finished.stdout + finished.stderr
+        assert finished.returncode == 2, console[-3000:]
+        assert "directory: cannot create or write the project folder" in console
+        assert "Set directory to a folder this user can write" in console
+        assert "Traceback" not in console
+    assert not fit_log.exists()
+    assert list(tmp_path.glob(".probe-*")) == []

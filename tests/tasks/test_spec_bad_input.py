@@ -548,6 +548,35 @@ BAD_SPECS = [
         r"sample_shape=\[64\]\. Set \[data\] sample_shape to the input shape",
     ),
     (
+        "objective-not-reported-by-model",
+        TINY_MODEL + '\nobjective = { name = "val_acc", direction = "max" }',
+        DIGITS_8X8,
+        "",
+        r"objective: the model does not report the metric 'val_acc'\. Received: "
+        r"objective='val_acc'\. The model, built with the default hyperparameters, "
+        r"reports \['val_accuracy', 'val_loss', 'accuracy', 'loss'\]\. Set the "
+        r"objective to one of them",
+    ),
+    (
+        "hyperparameter-name-misspelled",
+        TINY_MODEL,
+        DIGITS_8X8,
+        hyperparameter(name="learning_rte", type="Fixed", value=0.001),
+        r"hyperparameters\[0\]\.name: the build function declares no hyperparameter "
+        r"'learning_rte', so this entry would have no effect\. Received: "
+        r"name='learning_rte'\. Did you mean 'learning_rate'\? The build function "
+        r"declares \['dropout', 'learning_rate', 'units'\]\.",
+    ),
+    (
+        "hyperparameters-as-one-table",
+        TINY_MODEL,
+        DIGITS_8X8,
+        '[hyperparameters]\nname = "units"\ntype = "Fixed"\nvalue = 8\n',
+        r"hyperparameters: must be a list of tables\. Received: hyperparameters=\{"
+        r"'name': 'units'.*\}\. Write each entry as its own \[\[hyperparameters\]\] "
+        r"table, with double brackets\.",
+    ),
+    (
         "objective-empty",
         TINY_MODEL + '\nobjective = " "',
         DIGITS_8X8,
