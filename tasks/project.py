@@ -204,17 +204,20 @@ def resume_oracle(
     """
     state = saved.oracle_state
     problems = _setting_differences(oracle, state, spec, data_ref, saved)
-    if problems:
-        raise ResumeError(
-            f"The search saved in {saved.folder} ran with other settings: "
-            f"{'; '.join(problems)}. Restore those settings to resume it, set "
-            "overwrite = true in the spec to start a new search there, or set a "
-            "new project_name."
-        )
     saved_space = HyperParameters.from_config(state["space"])
     differences = tuner_core.search_space_differences(saved_space, space)
+    listing = "\n".join(f"  {line}" for line in differences)
+    if problems:
+        space_changes = (
+            f" The search space differs too:\n{listing}\n" if differences else " "
+        )
+        raise ResumeError(
+            f"The search saved in {saved.folder} ran with other settings: "
+            f"{'; '.join(problems)}.{space_changes}Restore those settings to resume "
+            "it, set overwrite = true in the spec to start a new search there, or "
+            "set a new project_name."
+        )
     if differences:
-        listing = "\n".join(f"  {line}" for line in differences)
         raise SearchSpaceChangedError(
             f"The search space differs from the one saved in {saved.folder}:\n"
             f"{listing}\nSet overwrite = true in the spec to start a new search "

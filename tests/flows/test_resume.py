@@ -229,3 +229,30 @@ def test_unwritable_project_directory_is_spec_error(
         assert "Traceback" not in console
     assert not fit_log.exists()
     assert list(tmp_path.glob(".probe-*")) == []
+
+
+def test_resume_lists_settings_and_space_changes(
+    tmp_path: Path, digits_npz: Path, tracking_uri: str
+) -> None:
+    spec_path = write_tiny_spec(
+        tmp_path,
+        digits_npz,
+        experiment="changed",
+        max_trials=1,
+        epochs=1,
+        extra='project_name = "changed"\n',
+    )
+    fit_log = tmp_path / "fits.jsonl"
+    tune_flow(str(spec_path), tracking_uri=tracking_uri)
+    text = spec_path.read_text(encoding="utf-8").replace("seed = 3", "seed = 4")
+    text += '\n[[hyperparameters]]\nname = "units"\ntype = "Fixed"\nvalue = 8\n'
+    spec_path.write_text(text, encoding="utf-8")
+
+    checked = run_cli(spec_path, tracking_uri, fit_log, 99, command_name="validate")
+
+    console = checked.stdout + checked.stderr
+    assert checked.returncode == 2, console[-3000:]
+    assert "ran with other settings: seed was 3, now 4." in console
+    assert "The search space differs too:" in console
+    assert "units" in console.split("The search space differs too:")[1]
+    assert "Traceback" not in console
