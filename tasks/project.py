@@ -80,12 +80,12 @@ def check_project_folder(folder: Path, spec: TuningSpec) -> None:
         os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=existing))
     except OSError as error:
         setting = "directory" if spec.directory is not None else "project_name"
+        directory = None if spec.directory is None else str(spec.directory)
         raise SpecError(
             [
                 f"{setting}: cannot create or write the project folder {folder} "
                 f"({type(error).__name__}: {error}). Received: directory="
-                f"{str(spec.directory) if spec.directory else None!r}, project_name="
-                f"{spec.project_name!r}. Set directory to a folder this user can "
+                f"{directory!r}, project_name={spec.project_name!r}. Set directory to a folder this user can "
                 "write, or leave it out to keep projects next to the MLflow store."
             ]
         ) from error

@@ -188,25 +188,23 @@ def build_search_space(spec: TuningSpec) -> tuple[HyperModel, HyperParameters]:
             ]
         ) from error
     for record in caught:
-        _check_unread_entries(spec, hypermodel, record)
+        if isinstance(record.message, UnreadHyperparametersWarning):
+            _check_unread_entries(spec, hypermodel, record.message)
+        else:
+            warnings.warn_explicit(
+                record.message, record.category, record.filename, record.lineno
+            )
     return hypermodel, space
 
 
 def _check_unread_entries(
-    spec: TuningSpec, hypermodel: HyperModel, record: warnings.WarningMessage
+    spec: TuningSpec, hypermodel: HyperModel, warning: UnreadHyperparametersWarning
 ) -> None:
     """Raise SpecError for an entry whose name is a misspelling of a declared one.
 
     Only a build function's names are known before the search: a HyperModel
     with its own `fit` may read other names there, so its entries only warn.
-    Other warnings are issued again.
     """
-    warning = record.message
-    if not isinstance(warning, UnreadHyperparametersWarning):
-        warnings.warn_explicit(
-            warning, record.category, record.filename, record.lineno
-        )
-        return
     problems = []
     if type(hypermodel).fit is tuner_core.HyperModel.fit:
         names = [entry.name for entry in spec.hyperparameters]

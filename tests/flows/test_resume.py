@@ -203,7 +203,7 @@ def test_resume_with_other_seed_is_spec_error(
 
 
 
-def test_unwritable_project_directory_is_spec_error(
+def test_unwritable_directory_spec_error(
     tmp_path: Path, digits_npz: Path, tracking_uri: str
 ) -> None:
     blocker = tmp_path / "a-file"
@@ -231,7 +231,7 @@ def test_unwritable_project_directory_is_spec_error(
     assert list(tmp_path.glob(".probe-*")) == []
 
 
-def test_resume_lists_settings_and_space_changes(
+def test_resume_lists_all_changes(
     tmp_path: Path, digits_npz: Path, tracking_uri: str
 ) -> None:
     spec_path = write_tiny_spec(

@@ -9,6 +9,7 @@ import pytest
 
 from tasks.preparation import validate_spec_file
 from tasks.spec import SpecError, parse_spec
+from tuner_core import UnreadHyperparametersWarning
 
 TINY_MODEL = 'hypermodel = "hypermodels:build_tiny_model"'
 DIGITS_8X8 = "sample_shape = [8, 8]"
@@ -781,3 +782,21 @@ def test_invalid_toml_names_line(tmp_path: Path) -> None:
         SpecError, match=r"not valid TOML \(.*line 2.*\)\. Fix the syntax"
     ):
         validate_spec_file(spec_path)
+
+
+def test_unrelated_unread_name_only_warns(
+    tmp_path: Path, data_files: dict[str, Path]
+) -> None:
+    tables = hyperparameter(name="momentum", type="Fixed", value=0.9)
+    text = SPEC_TEMPLATE.format(top=TINY_MODEL, data=DIGITS_8X8, tables=tables)
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(text, encoding="utf-8")
+
+    with pytest.warns(UnreadHyperparametersWarning) as caught:
+        report = validate_spec_file(spec_path)
+
+    assert report.spec.hyperparameters[0].name == "momentum"
+    warning = caught[0].message
+    assert isinstance(warning, UnreadHyperparametersWarning)
+    assert warning.unread == ["momentum"]
+    assert warning.declared == ["dropout", "learning_rate", "units"]
