@@ -21,6 +21,8 @@ from tuner_core import (
     Objective,
     TrialDeadline,
     TrialOutcome,
+    optimizer_state,
+    restore_optimizer_state,
 )
 
 # Execution i of a trial trains with seed `trial seed + i * EXECUTION_SEED_STRIDE`.
@@ -28,34 +30,46 @@ EXECUTION_SEED_STRIDE = 10_000
 
 
 class InitialWeights(keras.callbacks.Callback):
-    """Keras callback that sets the model's weights when training begins.
+    """Keras callback that sets the model's weights and optimizer state when training begins.
 
-    A model without an `Input` is built from `build_config` first, because
-    Keras builds it only on its first batch.
+    The state comes from an earlier trial that this one continues, so
+    training goes on from that trial's best epoch with the same optimizer
+    iteration count and moments (see `tuner_core.restore_optimizer_state`).
+    An optimizer whose variables do not match keeps its fresh state. A model
+    without an `Input` is built from `build_config` first, because Keras
+    builds it only on its first batch.
     """
 
     def __init__(
-        self, weights: list[np.ndarray], build_config: dict[str, Any] | None
+        self,
+        weights: list[np.ndarray],
+        build_config: dict[str, Any] | None,
+        optimizer_state: list[np.ndarray] | None = None,
     ) -> None:
         super().__init__()
         self.weights = weights
         self.build_config = build_config
+        self.optimizer_state = optimizer_state
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if not self.model.built and self.build_config:
             self.model.build_from_config(self.build_config)
         self.model.set_weights(self.weights)
+        if self.optimizer_state is not None:
+            restore_optimizer_state(self.model, self.optimizer_state)
 
 
 def load_initial_weights(model_uri: str) -> InitialWeights:
-    """Read the weights of a logged model, for a trial that continues its trial.
+    """Read the weights and optimizer state of a logged model, for a trial that continues it.
 
     The MLflow tracking URI must already be set with `mlflow.set_tracking_uri`.
     """
     import mlflow.tensorflow
 
     model = mlflow.tensorflow.load_model(model_uri)
-    return InitialWeights(model.get_weights(), model.get_build_config())
+    return InitialWeights(
+        model.get_weights(), model.get_build_config(), optimizer_state(model)
+    )
 
 
 @dataclass

@@ -124,7 +124,7 @@ def build_optimizer_choice_model(hp: HyperParameters) -> keras.Model:
 
 
 class RecordingFitModel(HyperModel):
-    """Records each fit's epochs, initial epoch and starting weights.
+    """Records each fit's epochs, initial epoch, starting weights and optimizer state.
 
     The recording callback runs last, so it reads the weights that the
     pipeline's own callbacks set when training begins. Reset `fits` between
@@ -154,6 +154,10 @@ class _WeightsAtStart(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.record["weights"] = [w.copy() for w in self.model.get_weights()]
+        optimizer = self.model.optimizer
+        self.record["optimizer"] = (
+            [v.numpy() for v in optimizer.variables] if optimizer.built else None
+        )
 
 
 class LoggedFitModel(HyperModel):

@@ -36,7 +36,14 @@ from tuner_core._search_space import (
     search_space_differences,
     search_space_summary_text,
 )
-from tuner_core._training import BestEpochTracker, TrialOutcome, build_trial_model, run_trial
+from tuner_core._training import (
+    BestEpochTracker,
+    TrialOutcome,
+    build_trial_model,
+    optimizer_state,
+    restore_optimizer_state,
+    run_trial,
+)
 from tuner_core._trial import Trial, TrialStatus
 from tuner_core._tuner import RandomSearch, Tuner
 from tuner_core.oracles import (
@@ -92,9 +99,11 @@ __all__ = [
     "find_override_conflicts",
     "infer_direction",
     "iterate_configurations",
+    "optimizer_state",
     "oracles",
     "resolve_hypermodel",
     "resolve_objective",
+    "restore_optimizer_state",
     "run_trial",
     "search_space_differences",
     "search_space_summary_text",

@@ -12,8 +12,9 @@ import keras
 import numpy as np
 
 from tuner_core._hyperparameters import HyperParameters
+from tuner_core._training import restore_optimizer_state
 from tuner_core._trial import Trial
-from tuner_core._tuner import BUILD_CONFIG_FILE, WEIGHTS_FILE, Tuner
+from tuner_core._tuner import BUILD_CONFIG_FILE, OPTIMIZER_FILE, WEIGHTS_FILE, Tuner
 from tuner_core.oracles import HyperbandOracle, HyperbandTrial
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,14 @@ _SCHEDULED_FIT_ARGUMENTS = ("epochs", "initial_epoch")
 
 
 class ContinueFromTrial(keras.callbacks.Callback):
-    """Loads the saved weights of an earlier trial when training begins.
+    """Loads the saved state of an earlier trial when training begins.
+
+    The state is the weights of the trial's best epoch and, when the trial
+    saved them, its optimizer's variables at that epoch, so training goes on
+    with the same iteration count and moment estimates. KerasTuner reloads the
+    weights only, which restarts an optimizer such as Adam from zero moments.
+    An optimizer whose variables differ from the saved ones (another optimizer
+    class, say) keeps its fresh state.
 
     Keras builds a model without an `Input` only on its first batch, so the
     callback builds it from the earlier trial's build config first.
@@ -45,6 +53,17 @@ class ContinueFromTrial(keras.callbacks.Callback):
             self.model.build_from_config(build_config)
         with np.load(weights_path) as saved:
             self.model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
+        optimizer_path = self.trial_dir / OPTIMIZER_FILE
+        if not optimizer_path.exists():
+            return
+        with np.load(optimizer_path) as saved:
+            values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        if not restore_optimizer_state(self.model, values):
+            logger.info(
+                "The optimizer's variables differ from those saved in %s; "
+                "the optimizer starts afresh.",
+                optimizer_path,
+            )
 
 
 class Hyperband(Tuner):
@@ -52,7 +71,8 @@ class Hyperband(Tuner):
 
     Each trial trains up to `tuner/epochs` epochs from `tuner/initial_epoch`,
     as its `HyperbandTrial.schedule` sets, and a trial that continues an
-    earlier one starts from that trial's saved best-epoch weights. An
+    earlier one starts from that trial's saved best-epoch weights and
+    optimizer state (see `ContinueFromTrial`). An
     `epochs=` passed to `search()` is ignored with a warning, because the
     schedule sets every budget up to `max_epochs`.
 

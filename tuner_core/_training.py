@@ -39,7 +39,11 @@ class TrialOutcome:
 
 
 class BestEpochTracker(keras.callbacks.Callback):
-    """A Keras callback that records histories and keeps the best epoch's weights.
+    """A Keras callback that records histories and keeps the best epoch's state.
+
+    The state is the model's weights and its optimizer's variables (see
+    `optimizer_state`), so that a trial continued from the best epoch resumes
+    training where it left off.
 
     After the first epoch it raises `ObjectiveNotFoundError` when the objective
     is not among the reported metrics, listing the names that are.
@@ -52,6 +56,7 @@ class BestEpochTracker(keras.callbacks.Callback):
         self.best_value: float | None = None
         self.best_epoch: int | None = None
         self.best_weights: list[Any] | None = None
+        self.best_optimizer_state: list[Any] | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
@@ -69,6 +74,7 @@ class BestEpochTracker(keras.callbacks.Callback):
             self.best_value = value
             self.best_epoch = epoch
             self.best_weights = self.model.get_weights()
+            self.best_optimizer_state = optimizer_state(self.model)
 
 
 def build_trial_model(
@@ -147,6 +153,8 @@ def run_trial(
     score, best_epoch = _score_from_fit(result, tracker, objective)
     if tracker.best_weights is not None and best_epoch == tracker.best_epoch:
         model.set_weights(tracker.best_weights)
+        if tracker.best_optimizer_state is not None:
+            restore_optimizer_state(model, tracker.best_optimizer_state)
 
     optimizer = None
     if getattr(model, "optimizer", None) is not None:
@@ -176,6 +184,42 @@ def build_optimizer_state(model: Any) -> None:
     if optimizer is None or optimizer.built or not model.built:
         return
     optimizer.build(model.trainable_variables)
+
+
+def optimizer_state(model: Any) -> list[Any] | None:
+    """Return copies of the values of the model's optimizer variables, or None.
+
+    The variables include the iteration count, the learning rate and the
+    per-weight slots such as Adam's moments. None means the model has no
+    built optimizer.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or not optimizer.built:
+        return None
+    return [variable.numpy() for variable in optimizer.variables]
+
+
+def restore_optimizer_state(model: Any, values: list[Any]) -> bool:
+    """Assign `values` from `optimizer_state` to the model's optimizer variables.
+
+    Builds the optimizer first when needed. Returns False, and changes
+    nothing, when the values do not match the variables in number and shape,
+    as after a change of optimizer or of model.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return False
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    variables = optimizer.variables
+    if len(variables) != len(values) or any(
+        tuple(variable.shape) != tuple(value.shape)
+        for variable, value in zip(variables, values)
+    ):
+        return False
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+    return True
 
 
 def _entries_missing_from(

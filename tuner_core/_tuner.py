@@ -28,7 +28,12 @@ from tuner_core._search_space import (
     search_space_differences,
     search_space_summary_text,
 )
-from tuner_core._training import TrialOutcome, build_trial_model, run_trial
+from tuner_core._training import (
+    TrialOutcome,
+    build_trial_model,
+    optimizer_state,
+    run_trial,
+)
 from tuner_core._trial import Trial, TrialStatus
 from tuner_core.oracles import Oracle, RandomSearchOracle
 
@@ -38,6 +43,7 @@ ORACLE_FILE = "oracle.json"
 TUNER_FILE = "tuner.json"
 _IGNORED_ARGUMENTS = {"distribution_strategy", "logger", "max_model_size"}
 WEIGHTS_FILE = "weights.npz"
+OPTIMIZER_FILE = "optimizer.npz"
 BUILD_CONFIG_FILE = "build_config.json"
 
 
@@ -387,6 +393,9 @@ class Tuner:
         trial_dir = self.project_dir / f"trial_{trial.trial_id}"
         trial_dir.mkdir(parents=True, exist_ok=True)
         np.savez(trial_dir / WEIGHTS_FILE, *best.model.get_weights())
+        state = optimizer_state(best.model)
+        if state is not None:
+            np.savez(trial_dir / OPTIMIZER_FILE, *state)
         build_config = best.model.get_build_config()
         (trial_dir / BUILD_CONFIG_FILE).write_text(json.dumps(build_config))
 

@@ -94,7 +94,7 @@ def test_conditional_trials_record_active_set(
         assert parent.data.params[name] == value
 
 
-def test_hyperband_continues_from_parent_weights(
+def test_hyperband_continues_from_parent_state(
     tmp_path: Path, digits_npz: Path, tracking_uri: str
 ) -> None:
     RecordingFitModel.fits.clear()
@@ -129,9 +129,18 @@ def test_hyperband_continues_from_parent_weights(
 
     fits = RecordingFitModel.fits
     assert [(f["epochs"], f["initial_epoch"]) for f in fits] == [(1, 0), (1, 0), (2, 1)]
-    parent_weights = mlflow.tensorflow.load_model(parent["model_uri"]).get_weights()
+    parent_model = mlflow.tensorflow.load_model(parent["model_uri"])
+    parent_weights = parent_model.get_weights()
     assert len(fits[2]["weights"]) == len(parent_weights)
     for start, logged in zip(fits[2]["weights"], parent_weights, strict=True):
+        np.testing.assert_array_equal(start, logged)
+    # The logged model carries its optimizer's state, and the continued
+    # trial's optimizer starts from it rather than from zero.
+    parent_optimizer = [v.numpy() for v in parent_model.optimizer.variables]
+    assert int(parent_optimizer[0]) > 0
+    assert fits[2]["optimizer"] is not None
+    assert len(fits[2]["optimizer"]) == len(parent_optimizer)
+    for start, logged in zip(fits[2]["optimizer"], parent_optimizer, strict=True):
         np.testing.assert_array_equal(start, logged)
 
     client = MlflowClient(tracking_uri)

@@ -260,7 +260,7 @@ def test_bad_arguments_rejected(kwargs: dict[str, Any], pattern: str) -> None:
 
 
 class _FitRecorder(keras.callbacks.Callback):
-    """Records each fit's epoch range and the weights it starts from."""
+    """Records each fit's epoch range and the weights and optimizer state it starts from."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -270,6 +270,10 @@ class _FitRecorder(keras.callbacks.Callback):
         self.fits.append({"epochs": self.params["epochs"], "trained": []})
         self.fits[-1]["start_weights"] = (
             self.model.get_weights() if self.model.built else None
+        )
+        optimizer = self.model.optimizer
+        self.fits[-1]["start_optimizer"] = (
+            [v.numpy() for v in optimizer.variables] if optimizer.built else None
         )
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -330,6 +334,19 @@ def test_hyperband_search_trains_budgets(
     assert start_weights is not None
     assert len(start_weights) == len(parent_weights)
     for started, saved_array in zip(start_weights, parent_weights, strict=True):
+        np.testing.assert_array_equal(started, saved_array)
+
+    # The optimizer goes on from the parent's best epoch too: its iteration
+    # count and Adam's moments, not a fresh start.
+    with np.load(
+        tmp_path / "hyperband" / f"trial_{parent_id}" / "optimizer.npz"
+    ) as saved:
+        parent_optimizer = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    start_optimizer = recorder.fits[3]["start_optimizer"]
+    assert start_optimizer is not None
+    assert int(start_optimizer[0]) == int(parent_optimizer[0]) > 0
+    assert len(start_optimizer) == len(parent_optimizer)
+    for started, saved_array in zip(start_optimizer, parent_optimizer, strict=True):
         np.testing.assert_array_equal(started, saved_array)
 
 

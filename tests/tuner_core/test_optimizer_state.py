@@ -1,4 +1,5 @@
-"""The trial creates the optimizer's variables before fit, without changing training."""
+"""The trial's optimizer state: created before fit without changing training, and
+kept from the best epoch with the weights."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import numpy as np
 
 import tuner_core
 from tuner_core import HyperParameters, Objective
-from tuner_core._training import build_optimizer_state
+from tuner_core._training import (
+    build_optimizer_state,
+    optimizer_state,
+    restore_optimizer_state,
+)
 
 
 class OptimizerStateAtStart(keras.callbacks.Callback):
@@ -65,13 +70,18 @@ def build_unbuilt(hp: HyperParameters) -> keras.Model:
     return model
 
 
-def train(build: Any, digits: dict[str, np.ndarray], **kwargs: Any) -> Any:
+def train(
+    build: Any,
+    digits: dict[str, np.ndarray],
+    objective: Objective | None = None,
+    **kwargs: Any,
+) -> Any:
     probe = OptimizerStateAtStart()
     outcome = tuner_core.run_trial(
         tuner_core.resolve_hypermodel(build),
         HyperParameters(),
         {"units": 16},
-        objective=Objective("val_loss", "min"),
+        objective=objective or Objective("val_loss", "min"),
         x=digits["x"],
         y=digits["y"],
         validation_data=(digits["x_val"], digits["y_val"]),
@@ -131,3 +141,35 @@ def test_unbuilt_model_is_left_to_keras(digits: dict[str, np.ndarray]) -> None:
     assert probe.built_at_start is False
     assert outcome.model.optimizer.built
     assert np.isfinite(outcome.score)
+
+
+def test_best_epoch_keeps_its_optimizer_state(digits: dict[str, np.ndarray]) -> None:
+    # The training loss falls each epoch, so "max" makes the first epoch best.
+    outcome, probe = train(build_dense, digits, objective=Objective("loss", "max"))
+
+    assert outcome.best_epoch == 0
+    steps_per_epoch = -(-len(digits["x"]) // 32)
+    assert int(outcome.model.optimizer.iterations.numpy()) == steps_per_epoch
+    # The weights are the first epoch's too, not those training ended with.
+    final = probe.final_weights
+    assert any(
+        not np.allclose(kept, last)
+        for kept, last in zip(outcome.model.get_weights(), final, strict=True)
+    )
+
+
+def test_restore_rejects_other_optimizer(digits: dict[str, np.ndarray]) -> None:
+    adam = build_dense(HyperParameters())
+    build_optimizer_state(adam)
+    state = optimizer_state(adam)
+    assert state is not None
+
+    sgd = build_dense(HyperParameters())
+    sgd.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    assert restore_optimizer_state(sgd, state) is False
+    assert int(sgd.optimizer.iterations.numpy()) == 0
+
+    other = build_dense(HyperParameters())
+    state[0] = np.asarray(7, dtype=state[0].dtype)
+    assert restore_optimizer_state(other, state) is True
+    assert int(other.optimizer.iterations.numpy()) == 7
