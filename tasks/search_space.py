@@ -12,6 +12,7 @@ from tasks._spec_errors import SpecError
 from tasks.imports import import_object
 from tasks.tailoring_errors import (
     new_entry_problem,
+    override_kind_problems,
     override_type_problems,
     unknown_parent_problem,
 )
@@ -21,6 +22,7 @@ from tuner_core import (
     HyperParameters,
     NewEntryNotAllowedError,
     Objective,
+    OverrideTypeWarning,
     SearchSpaceConflictError,
     UnreadHyperparametersWarning,
 )
@@ -164,6 +166,7 @@ def build_search_space(spec: TuningSpec) -> tuple[HyperModel, HyperParameters]:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UnreadHyperparametersWarning)
+            warnings.simplefilter("always", OverrideTypeWarning)
             space = tuner_core.build_search_space(
                 hypermodel,
                 hyperparameters,
@@ -190,6 +193,10 @@ def build_search_space(spec: TuningSpec) -> tuple[HyperModel, HyperParameters]:
     for record in caught:
         if isinstance(record.message, UnreadHyperparametersWarning):
             _check_unread_entries(spec, hypermodel, record.message)
+        elif isinstance(record.message, OverrideTypeWarning):
+            problems = override_kind_problems(spec, record.message)
+            if problems:
+                raise SpecError(problems)
         else:
             warnings.warn_explicit(
                 record.message, record.category, record.filename, record.lineno

@@ -28,6 +28,7 @@ from tuner_core._hypermodel import HyperModel, resolve_hypermodel
 from tuner_core._hyperparameters import HyperParameters
 from tuner_core._objective import Objective, infer_direction, resolve_objective
 from tuner_core._search_space import (
+    OverrideTypeWarning,
     UnreadHyperparametersWarning,
     build_search_space,
     count_configurations,
@@ -79,6 +80,7 @@ __all__ = [
     "Objective",
     "ObjectiveNotFoundError",
     "Oracle",
+    "OverrideTypeWarning",
     "Parent",
     "RandomSearch",
     "RandomSearchOracle",

@@ -43,6 +43,9 @@ class HyperParameters:
         # Names a build function declared through this object, for spotting
         # user entries that nothing reads (a misspelled name, say).
         self._declared_names: set[str] = set()
+        # The build function's own declarations that an override replaced, by
+        # name, for spotting an override of another type.
+        self._replaced: dict[str, HyperParameter] = {}
 
     # Declaring hyperparameters.
 
@@ -190,6 +193,7 @@ class HyperParameters:
         """Return the declaration `hp` repeats, or raise if it contradicts one."""
         same_name = self._by_name(hp.name)
         if hp.name in self._overrides and same_name:
+            self._replaced.setdefault(hp.name, hp)
             return same_name[0]
         for existing in same_name:
             if existing.conditions == hp.conditions:

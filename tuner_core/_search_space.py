@@ -19,11 +19,85 @@ MAX_POPULATE_BUILDS = 64
 
 
 class SearchSpace:
-    """The tuned space plus the names the hypermodel declares but does not tune."""
+    """The tuned space plus the names the hypermodel declares but does not tune.
 
-    def __init__(self, tuned: HyperParameters, untuned: list[HyperParameter]) -> None:
+    `replaced` maps each name that a given entry overrides to the hypermodel's
+    own declaration of it, as first seen.
+    """
+
+    def __init__(
+        self,
+        tuned: HyperParameters,
+        untuned: list[HyperParameter],
+        replaced: dict[str, HyperParameter] | None = None,
+    ) -> None:
         self.tuned = tuned
         self.untuned = untuned
+        self.replaced = dict(replaced or {})
+
+
+class OverrideTypeWarning(UserWarning):
+    """Warning for a given hyperparameter whose values differ in kind from the model's.
+
+    `conflicts` maps each such name to (the given entry, the hypermodel's own
+    declaration). The kinds are booleans, numbers and strings.
+    """
+
+    def __init__(
+        self, message: str, conflicts: dict[str, tuple[HyperParameter, HyperParameter]]
+    ) -> None:
+        super().__init__(message)
+        self.conflicts = conflicts
+
+
+def value_kind(value: Any) -> str:
+    """Return "boolean", "number" or "string" for a hyperparameter value."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "string"
+
+
+def override_kind_conflicts(
+    tuned: HyperParameters, replaced: dict[str, HyperParameter]
+) -> dict[str, tuple[HyperParameter, HyperParameter]]:
+    """Return the overrides whose values differ in kind from the declarations they replace.
+
+    An Int entry for a Float declaration passes, because both give numbers. A
+    Float entry for a Boolean declaration does not, because the build function
+    then reads a number where it tests a truth value.
+    """
+    conflicts = {}
+    for name, declaration in replaced.items():
+        given = next(iter(tuned._by_name(name)), None)
+        if given is None:
+            continue
+        if value_kind(given.default) != value_kind(declaration.default):
+            conflicts[name] = (given, declaration)
+    return conflicts
+
+
+def _warn_override_kinds(
+    tuned: HyperParameters, replaced: dict[str, HyperParameter]
+) -> None:
+    conflicts = override_kind_conflicts(tuned, replaced)
+    if not conflicts:
+        return
+    details = "; ".join(
+        f"{name!r} is given as {type(given).__name__} ({value_kind(given.default)} "
+        f"values) but declared as {type(declared).__name__} "
+        f"({value_kind(declared.default)} values)"
+        for name, (given, declared) in conflicts.items()
+    )
+    message = (
+        f"A given hyperparameter replaces the build function's declaration with "
+        f"values of another kind: {details}. The build function receives the given "
+        "values, so it may train the same model in every trial while each trial "
+        "records a different value. Give the entry the type the build function "
+        "declares."
+    )
+    warnings.warn(OverrideTypeWarning(message, conflicts), stacklevel=3)
 
 
 def build_search_space(
@@ -74,6 +148,7 @@ def explore_search_space(
     pending: list[dict[str, Any]] = [{}]
     tried: set[tuple[tuple[str, Any], ...]] = set()
     declared: set[str] = set()
+    replaced: dict[str, HyperParameter] = {}
     while pending and len(tried) < MAX_POPULATE_BUILDS:
         assignment = pending.pop(0)
         key = tuple(sorted(assignment.items(), key=lambda item: item[0]))
@@ -87,6 +162,8 @@ def explore_search_space(
         reset_keras_session()
         hypermodel.build(trial_hp)
         declared |= trial_hp._declared_names
+        for name, declaration in trial_hp._replaced.items():
+            replaced.setdefault(name, declaration)
 
         for hp in trial_hp.space:
             if hp.name in known and any(
@@ -108,9 +185,10 @@ def explore_search_space(
         )
     reset_keras_session()
     _warn_unread_overrides(tuned, declared)
+    _warn_override_kinds(tuned, replaced)
     tuned._values = {}
     tuned.set_values({})
-    return SearchSpace(tuned=tuned, untuned=untuned)
+    return SearchSpace(tuned=tuned, untuned=untuned, replaced=replaced)
 
 
 class UnreadHyperparametersWarning(UserWarning):

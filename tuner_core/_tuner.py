@@ -24,7 +24,7 @@ from tuner_core._hp_types import HyperParameter
 from tuner_core._hypermodel import resolve_hypermodel
 from tuner_core._hyperparameters import HyperParameters
 from tuner_core._search_space import (
-    build_search_space,
+    explore_search_space,
     search_space_differences,
     search_space_summary_text,
 )
@@ -123,12 +123,16 @@ class Tuner:
         self._interrupted: list[Trial] = []
         self._learned_names: set[str] = set()
 
-        space = build_search_space(
+        explored = explore_search_space(
             self.hypermodel,
             oracle.hyperparameters,
             tune_new_entries=oracle.tune_new_entries,
             allow_new_entries=oracle.allow_new_entries,
         )
+        space = explored.tuned
+        # Declarations that keep their defaults (tune_new_entries=False), so
+        # that get_best_hyperparameters() returns every value a build reads.
+        self._untuned = explored.untuned
         if overwrite and self.project_dir.exists():
             shutil.rmtree(self.project_dir)
         saved = self.project_dir / ORACLE_FILE
@@ -446,6 +450,7 @@ class Tuner:
         result = []
         for trial in self.oracle.get_best_trials(num_trials):
             hp = self.oracle.space.copy()
+            hp.merge(self._untuned)
             hp.values = trial.values or trial.hyperparameters.values
             result.append(hp)
         return result

@@ -64,6 +64,15 @@ def test_search_a_few_tunes_only_given(
         assert trial.values["dropout"] is False
     assert hp.values == {"learning_rate": 1e-4}, "the user's object must stay untouched"
 
+    # The best values include the untuned ones, as the trial results do, and
+    # rebuild the best trial's model.
+    best_hp = tuner.get_best_hyperparameters(1)[0]
+    best_trial = tuner.oracle.get_best_trials(1)[0]
+    assert best_hp.values == best_trial.values
+    assert set(best_hp.values) == {"learning_rate", "units", "dropout"}
+    model = guide_model(best_hp)
+    assert model.layers[1].units == 64
+
 
 def test_fix_a_few_tunes_the_rest(
     tmp_path: Path, digits: dict[str, np.ndarray], guide_model: Any, capsys: Any
