@@ -39,7 +39,14 @@ from tasks.data import DataRef, Dataset
 from tasks.preparation import artifact_key
 from tasks.search_space import build_search_space, hyperparameters_from_spec
 from tasks.spec import HyperparameterSpec, TuningSpec, load_spec, parse_spec
-from tasks.tracking import CHAMPION_ALIAS, KIND_TAG, ensure_experiment, resolve_tracking_uri
+from tasks.tracking import (
+    CHALLENGER_PURPOSE,
+    CHAMPION_ALIAS,
+    KIND_TAG,
+    PURPOSE_TAG,
+    ensure_experiment,
+    resolve_tracking_uri,
+)
 
 Decision = Literal["promoted", "rejected", "skipped"]
 
@@ -268,7 +275,7 @@ def make_challenger_spec(
     data["overwrite"] = False
     data["directory"] = None
     data["mlflow"]["registered_model_name"] = None
-    data["mlflow"]["tags"] = {**spec.mlflow.tags, "tuneflow.purpose": "challenger"}
+    data["mlflow"]["tags"] = {**spec.mlflow.tags, PURPOSE_TAG: CHALLENGER_PURPOSE}
     return parse_spec(data, base_dir=spec.base_dir)
 
 

@@ -60,6 +60,8 @@ from tasks.selection import rank_trials, register_best_model, select_best_trial
 from tasks.spec import TuningSpec, load_spec
 from tasks.stop_request import SearchInterruptedError, stop_requested
 from tasks.tracking import (
+    CHALLENGER_PURPOSE,
+    PURPOSE_TAG,
     check_tracking_uri,
     end_run,
     ensure_experiment,
@@ -315,6 +317,11 @@ def conclude_search(
     if spec.mlflow.registered_model_name is not None:
         registered = register_best_model(
             best, spec.mlflow.registered_model_name, objective.name, tracking_uri
+        )
+    elif spec.mlflow.tags.get(PURPOSE_TAG) == CHALLENGER_PURPOSE:
+        get_run_logger().info(
+            "This challenger search registers no model: the retraining flow "
+            "compares its best trial with the champion and registers it if it wins."
         )
     else:
         get_run_logger().info(

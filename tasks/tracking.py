@@ -47,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
 KIND_TAG = "tuneflow.kind"
+# Set on the search that a retraining runs for a challenger, which registers nothing.
+PURPOSE_TAG = "tuneflow.purpose"
+CHALLENGER_PURPOSE = "challenger"
 TRIAL_NUMBER_TAG = "tuneflow.trial_number"
 STATUS_TAG = "tuneflow.status"
 ERROR_TAG = "tuneflow.error"

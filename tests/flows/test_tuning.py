@@ -10,6 +10,7 @@ import mlflow.tensorflow
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Run
+from pipeline_runs import captured_run_logs
 from pipeline_specs import write_tiny_spec
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -220,3 +221,24 @@ def test_concurrent_trials_in_worker_processes(
     assert [t["status"] for t in result.trials] == ["COMPLETED", "COMPLETED"]
     assert len(children) == 2
     assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_challenger_search_says_why_unregistered(
+    tmp_path: Path, digits_npz: Path, tracking_uri: str
+) -> None:
+    spec_path = write_tiny_spec(
+        tmp_path, digits_npz, experiment="challenger", max_trials=1, epochs=1
+    )
+    text = spec_path.read_text(encoding="utf-8").replace(
+        'registered_model_name = "challenger-model"',
+        'tags = { "tuneflow.purpose" = "challenger" }',
+    )
+    spec_path.write_text(text, encoding="utf-8")
+
+    with captured_run_logs() as records:
+        result = tune_flow(str(spec_path))
+
+    assert result.registered_model is None
+    messages = [record.getMessage() for record in records]
+    assert any("This challenger search registers no model" in m for m in messages)
+    assert not any("sets no [mlflow] registered_model_name" in m for m in messages)
