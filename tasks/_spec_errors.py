@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 
 class SpecError(ValueError):
@@ -39,19 +40,68 @@ def format_location(location: Sequence[str | int]) -> str:
     return text
 
 
-def problems_from_validation_error(error: ValidationError) -> list[str]:
-    """Return one message per pydantic error, each naming field, value and fix."""
+def problems_from_validation_error(
+    error: ValidationError, model: type[BaseModel] | None = None
+) -> list[str]:
+    """Return one message per pydantic error, each naming field, value and fix.
+
+    With the validated `model`, an unknown field gets the closest known field
+    name of its table as a suggestion.
+    """
     problems: list[str] = []
     for details in error.errors(include_url=False):
         cause = details.get("ctx", {}).get("error")
         if isinstance(cause, SpecError):
             problems.extend(cause.problems)
         else:
-            problems.append(_describe(details))
+            problems.append(_describe(details, model))
     return problems
 
 
-def _describe(details: Any) -> str:
+# Fields that a spec file cannot set, and that are therefore never suggested.
+_UNSUGGESTED_FIELDS = {"base_dir"}
+# Minimum similarity (difflib's ratio) of a field name to an unknown key to suggest it.
+_SUGGESTION_CUTOFF = 0.8
+
+
+def _suggest_field(model: type[BaseModel] | None, location: Sequence[str | int]) -> str:
+    """Return ' Did you mean ...?' for an unknown key at `location`, or ''."""
+    table = _model_at(model, location[:-1]) if model is not None else None
+    key = location[-1] if location else None
+    if table is None or not isinstance(key, str):
+        return ""
+    known = [name for name in table.model_fields if name not in _UNSUGGESTED_FIELDS]
+    matches = difflib.get_close_matches(key, known, n=1, cutoff=_SUGGESTION_CUTOFF)
+    return f" Did you mean {matches[0]!r}?" if matches else ""
+
+
+def _model_at(
+    model: type[BaseModel], location: Sequence[str | int]
+) -> type[BaseModel] | None:
+    """Return the pydantic model of the table at `location` inside `model`."""
+    for part in location:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        found = _find_model(field.annotation) if field is not None else None
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _find_model(annotation: Any) -> type[BaseModel] | None:
+    """Return the pydantic model in a field's type, e.g. list[Model] or Model | None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _find_model(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _describe(details: Any, model: type[BaseModel] | None = None) -> str:
     location = format_location(details["loc"])
     kind = details["type"]
 
@@ -64,9 +114,10 @@ def _describe(details: Any) -> str:
             "the spec."
         )
     if kind == "extra_forbidden":
+        suggestion = _suggest_field(model, details["loc"])
         return (
-            f"{location}: unknown field. Received: {location}={details['input']!r}. "
-            "Remove it, or correct its spelling."
+            f"{location}: unknown field. Received: {location}={details['input']!r}."
+            f"{suggestion} Remove it, or correct its spelling."
         )
 
     if kind == "list_type" and location == "hyperparameters":

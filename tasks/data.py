@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import logging
 import math
 import secrets
@@ -96,6 +97,9 @@ def make_data_ref(data: DataSpec, seed: int | None) -> DataRef:
         num_samples=0,
     )
     x, _, fingerprint = _load_arrays_cached(draft)
+    # Checked here, where the data is first loaded, so that the spec check and
+    # `tuneflow validate` reject the split before any trial.
+    _split_sizes(len(x), data.validation_split)
     return draft.model_copy(update={"fingerprint": fingerprint, "num_samples": len(x)})
 
 
@@ -131,17 +135,63 @@ def load_dataset(ref: DataRef) -> Dataset:
 def split_arrays(
     x: np.ndarray, y: np.ndarray, validation_split: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Shuffle with `seed` and hold out `validation_split` of the samples."""
+    """Shuffle with `seed` and hold out `validation_split` of the samples.
+
+    Raises:
+        DataError: the split would leave fewer than MIN_SPLIT_SAMPLES samples for
+            validation or for training.
+    """
     num_samples = len(x)
-    if num_samples < 2:
-        raise DataError(
-            f"data: a validation split needs at least 2 samples. Received: "
-            f"{num_samples} sample(s). Provide more data."
-        )
-    num_val = min(max(1, round(num_samples * validation_split)), num_samples - 1)
+    _, num_val = _split_sizes(num_samples, validation_split)
     order = np.random.default_rng(seed).permutation(num_samples)
     val_index, train_index = order[:num_val], order[num_val:]
     return x[train_index], y[train_index], x[val_index], y[val_index]
+
+
+# Minimum number of samples the split leaves for validation, and for training. The
+# best trial is chosen on the validation samples, so one or two would decide by chance.
+MIN_SPLIT_SAMPLES = 10
+
+
+def _split_sizes(num_samples: int, validation_split: float) -> tuple[int, int]:
+    """Return the numbers of training and validation samples of the split.
+
+    Raises:
+        DataError: either number is below MIN_SPLIT_SAMPLES.
+    """
+    num_val = min(max(1, round(num_samples * validation_split)), num_samples - 1)
+    num_val = max(num_val, 0)
+    num_train = num_samples - num_val
+    if num_val >= MIN_SPLIT_SAMPLES and num_train >= MIN_SPLIT_SAMPLES:
+        return num_train, num_val
+
+    received = f"Received: validation_split={validation_split!r}."
+    if num_samples < 2 * MIN_SPLIT_SAMPLES:
+        raise DataError(
+            f"data.validation_split: {num_samples} sample(s) are too few to hold out "
+            f"{MIN_SPLIT_SAMPLES} for validation and keep {MIN_SPLIT_SAMPLES} for "
+            f"training; this split holds out {num_val} of {num_samples}. {received} "
+            f"Provide at least {2 * MIN_SPLIT_SAMPLES} samples."
+        )
+    if num_val < MIN_SPLIT_SAMPLES:
+        problem = (
+            f"holds out only {num_val} of {num_samples} samples for validation, too "
+            "few to choose the best trial on"
+        )
+    else:
+        problem = (
+            f"holds out {num_val} of {num_samples} samples for validation and leaves "
+            f"only {num_train} for training"
+        )
+    # The splits that keep enough samples on both sides, rounded inwards.
+    lowest = math.ceil(MIN_SPLIT_SAMPLES / num_samples * 1000) / 1000
+    highest = math.floor((num_samples - MIN_SPLIT_SAMPLES) / num_samples * 1000) / 1000
+    example = ", e.g. validation_split = 0.2" if lowest <= 0.2 <= highest else ""
+    raise DataError(
+        f"data.validation_split: {problem}. {received} Set validation_split between "
+        f"{lowest:g} and {highest:g}, which keeps at least {MIN_SPLIT_SAMPLES} "
+        f"samples on each side{example}."
+    )
 
 
 def fingerprint_arrays(x: np.ndarray, y: np.ndarray) -> str:
@@ -238,10 +288,21 @@ def _load_npz(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarra
 
 
 def _load_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        rows = list(reader)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DataError(
+            f"data.path: {str(path)!r} is not UTF-8 text, so it cannot be read as a "
+            f".csv file: byte {data[error.start]:#04x} at line {line} is not valid "
+            f"UTF-8. Received: path={str(path)!r} with source='csv'. For a NumPy "
+            "archive written by numpy.savez, set source = 'npz'; for a .csv file, "
+            "save it with the UTF-8 encoding."
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    rows = list(reader)
 
     if not header:
         raise DataError(

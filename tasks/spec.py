@@ -11,6 +11,7 @@ the field, the value received and the fix.
 from __future__ import annotations
 
 import math
+import posixpath
 import re
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -147,12 +149,19 @@ class DataSpec(_Section):
         return value
 
     @model_validator(mode="after")
-    def _infer_and_check_source(self) -> DataSpec:
+    def _infer_and_check_source(self, info: ValidationInfo) -> DataSpec:
         if self.source is None:
             if self.path is None:
                 self.source = "digits"
             else:
                 self.source = _SUFFIX_SOURCES.get(self.path.suffix.lower())
+                base_dir = (info.context or {}).get("base_dir") or Path.cwd()
+                if self.source is None and (base_dir / self.path).is_dir():
+                    from tasks.spec_checks import data_folder_problem
+
+                    raise ValueError(
+                        data_folder_problem("path", self.path, base_dir / self.path)
+                    )
                 if self.source is None:
                     raise ValueError(
                         "source: cannot tell the file format from the path. Received: "
@@ -398,7 +407,40 @@ class MlflowSpec(_Section):
                 f"must not be empty. Received: {info.field_name}={value!r}. Give a "
                 f"name, or remove {info.field_name} to use the default."
             )
+        if info.field_name == "registered_model_name" and value is not None:
+            _check_model_name(value)
         return value
+
+
+def _check_model_name(name: str) -> None:
+    """Reject the model names that MLflow's registry rejects.
+
+    MLflow 3.17's `mlflow.utils.validation._validate_model_name` rejects '/' and
+    ':', and any name that a POSIX path normalization changes or turns into '.',
+    '..' or an absolute path. Without '/', that leaves '.' and names starting
+    with '..'.
+    """
+    if "/" in name or ":" in name:
+        fixed = name.replace("/", "-").replace(":", "-")
+        raise ValueError(
+            "must not contain '/' or ':', because MLflow rejects such model names "
+            f"when it registers the best model. Received: registered_model_name="
+            f"{name!r}. Replace them, e.g. registered_model_name = {fixed!r}."
+        )
+    normalized = posixpath.normpath(name)
+    if (
+        normalized != name
+        or normalized == "."
+        or normalized.startswith("..")
+        or normalized.startswith("/")
+    ):
+        fixed = name.lstrip(".") or "digits-dense"
+        raise ValueError(
+            "must not be '.' or start with '..', because MLflow reads model names "
+            "as paths and rejects these when it registers the best model. Received: "
+            f"registered_model_name={name!r}. Use another name, e.g. "
+            f"registered_model_name = {fixed!r}."
+        )
 
 
 def _is_scheduler_address(value: str) -> bool:
@@ -760,9 +802,12 @@ def parse_spec(
     if base_dir is not None:
         data = {**data, "base_dir": base_dir}
     try:
-        return TuningSpec.model_validate(data)
+        # The context lets [data] tell a folder from a file before paths resolve.
+        return TuningSpec.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as error:
-        raise SpecError(problems_from_validation_error(error), source) from None
+        raise SpecError(
+            problems_from_validation_error(error, TuningSpec), source
+        ) from None
 
 
 def load_spec(path: str | Path) -> TuningSpec:

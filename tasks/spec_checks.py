@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tasks._spec_errors import SpecError
@@ -24,10 +25,43 @@ def _data_file_problems(spec: TuningSpec) -> list[str]:
     path = spec.data.path
     if path is None or path.is_file():
         return []
+    if path.is_dir():
+        return [data_folder_problem("data.path", path, path)]
     return [
         f"data.path: data file not found: {str(path)!r}. Relative paths start from "
         f"the spec's folder ({spec.base_dir}). Fix the path or create the file."
     ]
+
+
+# How many data files in a folder the error for a folder as data.path suggests.
+MAX_SUGGESTED_DATA_FILES = 3
+
+
+def data_folder_problem(field: str, written: Path, folder: Path) -> str:
+    """Describe a data path that names a folder, suggesting data files inside it.
+
+    `written` is the path as the spec gives it, `folder` the folder it names.
+    """
+    try:
+        files = sorted(
+            child.name
+            for child in folder.iterdir()
+            if child.is_file() and child.suffix.lower() in (".npz", ".csv")
+        )
+    except OSError:
+        files = []
+    if files:
+        names = ", ".join(
+            repr(str(written / name)) for name in files[:MAX_SUGGESTED_DATA_FILES]
+        )
+        more = " and others" if len(files) > MAX_SUGGESTED_DATA_FILES else ""
+        fix = f"Set path to one of the data files in it, such as {names}{more}."
+    else:
+        fix = "Set path to a .npz or .csv file."
+    return (
+        f"{field}: {str(written)!r} is a folder, but the data must be one file. "
+        f"Received: path={str(written)!r}. {fix}"
+    )
 
 
 def _hypermodel_problems(spec: TuningSpec) -> list[str]:
@@ -48,14 +82,21 @@ _METRIC_ALIASES = {"acc": "accuracy", "ce": "crossentropy"}
 
 def _objective_problems(spec: TuningSpec) -> list[str]:
     from tuner_core import infer_direction
+    from tuner_core._objective import closest_known_name
 
     name = spec.objective.name
     problems = _compile_metric_problems(spec)
     if spec.objective.direction is not None or infer_direction(name) is not None:
         return problems
+    known = closest_known_name(name)
+    fix = (
+        f"Did you mean {known!r}? If not, give the direction"
+        if known
+        else "Give the direction"
+    )
     return problems + [
         f"objective: cannot infer whether to minimize or maximize {name!r}. "
-        f"Received: objective={name!r}. Give the direction: objective = "
+        f"Received: objective={name!r}. {fix}: objective = "
         f"{{name = {name!r}, direction = 'max'}} (or 'min')."
     ]
 

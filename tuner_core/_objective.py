@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,18 @@ _MAX_NAMES = {
     "sensitivity_at_specificity", "specificity_at_sensitivity",
 }
 _MAX_SUFFIXES = ("_accuracy", "_acc", "_auc", "_precision", "_recall")
+# Common Keras metric names whose direction the suffixes above give.
+_SUFFIX_NAMES = (
+    "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
+    "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy",
+    "mean_squared_error", "mean_absolute_error", "mean_absolute_percentage_error",
+    "mean_squared_logarithmic_error", "root_mean_squared_error",
+    "binary_crossentropy", "categorical_crossentropy",
+    "sparse_categorical_crossentropy",
+)
+# Minimum similarity (difflib's ratio) of a known name to suggest it. At 0.85,
+# "val_acuracy" gets "val_accuracy" but "val_my_score" (0.83 to "val_f1_score") none.
+SUGGESTION_CUTOFF = 0.85
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,21 @@ def infer_direction(name: str) -> str | None:
     return None
 
 
+def closest_known_name(name: str) -> str | None:
+    """Return the metric name with an inferable direction that `name` most resembles.
+
+    Meant for a name whose direction cannot be inferred, such as the misspelled
+    'val_acuracy' (which gives 'val_accuracy'). Returns None when no known name is
+    close enough.
+    """
+    bases = sorted({*_MIN_NAMES, *_MAX_NAMES, *_SUFFIX_NAMES})
+    candidates = [*bases, *(f"val_{base}" for base in bases)]
+    matches = difflib.get_close_matches(
+        name, candidates, n=1, cutoff=SUGGESTION_CUTOFF
+    )
+    return matches[0] if matches else None
+
+
 def resolve_objective(objective: Any) -> Objective:
     """Turn a string or an `Objective` into an `Objective`, inferring its direction."""
     if objective is None:
@@ -86,9 +114,11 @@ def resolve_objective(objective: Any) -> Objective:
         )
     direction = infer_direction(objective)
     if direction is None:
+        known = closest_known_name(objective)
+        hint = f"Did you mean {known!r}? If not, pass " if known else "Pass "
         raise ValueError(
             f"Cannot infer whether to minimize or maximize objective={objective!r}. "
-            f"Pass Objective({objective!r}, direction='min') or "
+            f"{hint}Objective({objective!r}, direction='min') or "
             f"Objective({objective!r}, direction='max')."
         )
     return Objective(objective, direction)

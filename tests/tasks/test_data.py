@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.data import DataError, fingerprint_arrays, load_dataset, make_data_ref
+from tasks.data import (
+    DataError,
+    fingerprint_arrays,
+    load_dataset,
+    make_data_ref,
+    split_arrays,
+)
 from tasks.spec import DataSpec
 
 
@@ -88,7 +94,8 @@ def test_npz_loaded_with_keys(tmp_path: Path) -> None:
 
 def test_csv_loaded_with_label_column(tmp_path: Path) -> None:
     path = tmp_path / "data.csv"
-    path.write_text("f1,y,f2\n1,0,2\n3,1,4\n5,0,6\n7,1,8\n", encoding="utf-8")
+    rows = "".join(f"{2 * i + 1},{i % 2},{2 * i + 2}\n" for i in range(20))
+    path.write_text("f1,y,f2\n" + rows, encoding="utf-8")
 
     ref = make_data_ref(
         DataSpec(path=path, label_column="y", validation_split=0.5), seed=0
@@ -97,8 +104,8 @@ def test_csv_loaded_with_label_column(tmp_path: Path) -> None:
     features = np.concatenate([dataset.x_train, dataset.x_val])
 
     assert ref.source == "csv"
-    assert features.shape == (4, 2)
-    assert sorted(features[:, 0].tolist()) == [1.0, 3.0, 5.0, 7.0]
+    assert features.shape == (20, 2)
+    assert sorted(features[:, 0].tolist()) == [2.0 * i + 1 for i in range(20)]
     assert dataset.y_train.dtype == np.int32
 
 
@@ -116,7 +123,7 @@ def test_csv_non_numeric_cell_named(tmp_path: Path) -> None:
 
 def test_changed_file_detected(tmp_path: Path) -> None:
     path = tmp_path / "data.npz"
-    np.savez(path, x=np.zeros((4, 2)), y=np.arange(4))
+    np.savez(path, x=np.zeros((50, 2)), y=np.arange(50))
     ref = make_data_ref(DataSpec(path=path), seed=0)
     stale = ref.model_copy(update={"fingerprint": "0" * 64})
 
@@ -124,3 +131,78 @@ def test_changed_file_detected(tmp_path: Path) -> None:
         DataError, match=r"data\.path: the data changed since the search"
     ):
         load_dataset(stale)
+
+
+def test_split_too_few_validation_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "data.npz"
+    np.savez(path, x=np.zeros((40, 2)), y=np.arange(40) % 2)
+
+    with pytest.raises(
+        DataError,
+        match=r"data\.validation_split: holds out only 8 of 40 samples for "
+        r"validation, too few to choose the best trial on\. Received: "
+        r"validation_split=0\.2\. Set validation_split between 0\.25 and 0\.75, "
+        r"which keeps at least 10 samples on each side\.$",
+    ):
+        make_data_ref(DataSpec(path=path, validation_split=0.2), seed=0)
+
+
+def test_split_too_few_training_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "data.npz"
+    np.savez(path, x=np.zeros((40, 2)), y=np.arange(40) % 2)
+
+    with pytest.raises(
+        DataError,
+        match=r"data\.validation_split: holds out 36 of 40 samples for validation "
+        r"and leaves only 4 for training\. Received: validation_split=0\.9\.",
+    ):
+        make_data_ref(DataSpec(path=path, validation_split=0.9), seed=0)
+
+
+def test_split_too_few_samples_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "data.npz"
+    np.savez(path, x=np.zeros((12, 2)), y=np.arange(12) % 2)
+
+    with pytest.raises(
+        DataError,
+        match=r"data\.validation_split: 12 sample\(s\) are too few to hold out 10 "
+        r"for validation and keep 10 for training; this split holds out 6 of 12\. "
+        r"Received: validation_split=0\.5\. Provide at least 20 samples\.",
+    ):
+        make_data_ref(DataSpec(path=path, validation_split=0.5), seed=0)
+
+
+def test_split_limits_accepted() -> None:
+    positions = np.arange(20)
+
+    x_train, _, x_val, _ = split_arrays(positions, positions, 0.5, seed=0)
+
+    assert len(x_train) == 10
+    assert len(x_val) == 10
+    with pytest.raises(DataError, match=r"holds out only 9 of 20 samples"):
+        split_arrays(positions, positions, 0.45, seed=0)
+
+
+def test_csv_binary_file_named(tmp_path: Path) -> None:
+    path = tmp_path / "data.npz"
+    np.savez(path, x=np.ones((30, 2), np.float32), y=np.ones(30, np.int64))
+
+    with pytest.raises(
+        DataError,
+        match=r"data\.path: '.*data\.npz' is not UTF-8 text, so it cannot be read "
+        r"as a \.csv file: byte 0x[0-9a-f]{2} at line \d+ is not valid UTF-8\. "
+        r"Received: path='.*data\.npz' with source='csv'\. For a NumPy archive "
+        r"written by numpy\.savez, set source = 'npz'; for a \.csv file, save it "
+        r"with the UTF-8 encoding\.",
+    ):
+        make_data_ref(DataSpec(path=path, source="csv"), seed=0)
+
+
+def test_csv_not_utf8_names_line(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    path.write_bytes("f1,label\n1,0\ncaf\xe9,1\n".encode("latin-1"))
+
+    with pytest.raises(
+        DataError, match=r"byte 0xe9 at line 3 is not valid UTF-8"
+    ):
+        make_data_ref(DataSpec(path=path), seed=0)

@@ -155,6 +155,53 @@ def test_objective_table_with_direction() -> None:
     assert objective_from_spec(spec) == tuner_core.Objective("val_f1", "max")
 
 
+# Model names around each rule of MLflow's registry: '/' and ':', and names that
+# a path normalization changes or that read as '.' or '..'.
+MODEL_NAMES = [
+    "digits-dense",
+    "a/b:c",
+    "team/model",
+    "model:v1",
+    ".",
+    "..",
+    "...",
+    "..digits",
+    ".hidden",
+    "a..b",
+    "digits.",
+    "model name",
+    "a\\b",
+    "a%b",
+    "modèle",
+    "",
+    " ",
+]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_registered_model_name_rules_match_mlflow(name: str) -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_name
+    from pydantic import ValidationError
+
+    from tasks.spec import MlflowSpec
+
+    try:
+        _validate_model_name(name)
+    except MlflowException:
+        mlflow_accepts = False
+    else:
+        mlflow_accepts = True
+    try:
+        MlflowSpec(registered_model_name=name)
+    except ValidationError:
+        spec_accepts = False
+    else:
+        spec_accepts = True
+
+    assert spec_accepts == mlflow_accepts
+
+
 def test_data_path_relative_to_spec(tmp_path: Path, digits_npz: Path) -> None:
     folder = tmp_path / "jobs"
     folder.mkdir()

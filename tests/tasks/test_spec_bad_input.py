@@ -133,7 +133,7 @@ BAD_SPECS = [
         "",
         r"objective: cannot infer whether to minimize or maximize 'val_my_score'\. "
         r"Received: objective='val_my_score'\. Give the direction: objective = "
-        r"\{name = 'val_my_score', direction = 'max'\} \(or 'min'\)\.",
+        r"\{name = 'val_my_score', direction = 'max'\} \(or 'min'\)\.$",
     ),
     (
         "hypermodel-module-not-found",
@@ -302,8 +302,108 @@ BAD_SPECS = [
         TINY_MODEL + "\nmax_trial = 5",
         DIGITS_8X8,
         "",
-        r"max_trial: unknown field\. Received: max_trial=5\. Remove it, or correct "
-        r"its spelling",
+        r"max_trial: unknown field\. Received: max_trial=5\. Did you mean "
+        r"'max_trials'\? Remove it, or correct its spelling",
+    ),
+    (
+        "unknown-field-in-table",
+        TINY_MODEL,
+        DIGITS_8X8,
+        "[fit]\nepoch = 3",
+        r"fit\.epoch: unknown field\. Received: fit\.epoch=3\. Did you mean "
+        r"'epochs'\? Remove it, or correct its spelling",
+    ),
+    (
+        "unknown-table",
+        TINY_MODEL,
+        DIGITS_8X8,
+        "[fitt]\nepochs = 3",
+        r"fitt: unknown field\. Received: fitt=\{'epochs': 3\}\. Did you mean "
+        r"'fit'\? Remove it, or correct its spelling",
+    ),
+    (
+        "unknown-field-unlike-any",
+        TINY_MODEL + "\nzzz = 1",
+        DIGITS_8X8,
+        "",
+        r"zzz: unknown field\. Received: zzz=1\. Remove it, or correct its "
+        r"spelling\.$",
+    ),
+    (
+        "registered-model-name-with-slash-and-colon",
+        TINY_MODEL,
+        DIGITS_8X8,
+        '[mlflow]\nregistered_model_name = "a/b:c"',
+        r"mlflow\.registered_model_name: must not contain '/' or ':', because MLflow "
+        r"rejects such model names when it registers the best model\. Received: "
+        r"registered_model_name='a/b:c'\. Replace them, e\.g\. "
+        r"registered_model_name = 'a-b-c'\.",
+    ),
+    (
+        "registered-model-name-dot-dot",
+        TINY_MODEL,
+        DIGITS_8X8,
+        '[mlflow]\nregistered_model_name = "..digits"',
+        r"mlflow\.registered_model_name: must not be '\.' or start with '\.\.', "
+        r"because MLflow reads model names as paths .*Received: "
+        r"registered_model_name='\.\.digits'\. Use another name, e\.g\. "
+        r"registered_model_name = 'digits'\.",
+    ),
+    (
+        "validation-split-holds-out-one-sample",
+        TINY_MODEL,
+        DIGITS_8X8 + "\nvalidation_split = 0.0001",
+        "",
+        r"data\.validation_split: holds out only 1 of 1797 samples for validation, "
+        r"too few to choose the best trial on\. Received: validation_split=0\.0001\. "
+        r"Set validation_split between 0\.006 and 0\.994, which keeps at least 10 "
+        r"samples on each side, e\.g\. validation_split = 0\.2\.",
+    ),
+    (
+        "validation-split-leaves-one-training-sample",
+        TINY_MODEL,
+        DIGITS_8X8 + "\nvalidation_split = 0.9999",
+        "",
+        r"data\.validation_split: holds out 1796 of 1797 samples for validation and "
+        r"leaves only 1 for training\. Received: validation_split=0\.9999\. Set "
+        r"validation_split between 0\.006 and 0\.994",
+    ),
+    (
+        "csv-source-for-binary-file",
+        TINY_MODEL,
+        'path = "{binary_npz}"\nsource = "csv"',
+        "",
+        r"data\.path: '.*binary\.npz' is not UTF-8 text, so it cannot be read as a "
+        r"\.csv file: byte 0x[0-9a-f]{2} at line \d+ is not valid UTF-8\. Received: "
+        r"path='.*binary\.npz' with source='csv'\. For a NumPy archive written by "
+        r"numpy\.savez, set source = 'npz'",
+    ),
+    (
+        "data-path-is-a-folder",
+        TINY_MODEL,
+        'path = "{data_folder}"',
+        "",
+        r"data: path: '.*bad-data\d*' is a folder, but the data must be one file\. "
+        r"Received: path='.*bad-data\d*'\. Set path to one of the data files in it, "
+        r"such as '.*binary\.npz', '.*mismatched\.npz', '.*unlabeled\.csv'\.",
+    ),
+    (
+        "data-path-is-a-folder-named-like-a-file",
+        TINY_MODEL,
+        'path = "{folder_npz}"',
+        "",
+        r"data\.path: '.*folder\.npz' is a folder, but the data must be one file\. "
+        r"Received: path='.*folder\.npz'\. Set path to a \.npz or \.csv file\.",
+    ),
+    (
+        "objective-misspelled-suggests-name",
+        TINY_MODEL + '\nobjective = "val_acuracy"',
+        DIGITS_8X8,
+        "",
+        r"objective: cannot infer whether to minimize or maximize 'val_acuracy'\. "
+        r"Received: objective='val_acuracy'\. Did you mean 'val_accuracy'\? If not, "
+        r"give the direction: objective = \{name = 'val_acuracy', direction = "
+        r"'max'\} \(or 'min'\)\.",
     ),
     (
         "validation-split-above-one",
@@ -672,15 +772,30 @@ BAD_SPECS = [
 
 @pytest.fixture(scope="module")
 def data_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Write a .npz with 10 samples but 9 labels, and a .csv with a missing label."""
+    """Write bad data files, and folders where a data file belongs.
+
+    A .npz with 10 samples but 9 labels, a .npz whose bytes are not UTF-8 (float
+    ones contain the byte 0x80), a .csv with a missing label, and an empty
+    folder named like a .npz file beside the folder that contains them.
+    """
     folder = tmp_path_factory.mktemp("bad-data")
     mismatched = folder / "mismatched.npz"
     np.savez(mismatched, x=np.zeros((10, 8, 8), np.float32), y=np.zeros(9, np.int64))
+    binary = folder / "binary.npz"
+    np.savez(binary, x=np.ones((30, 8, 8), np.float32), y=np.ones(30, np.int64))
     unlabeled = folder / "unlabeled.csv"
     unlabeled.write_text(
         "a,b,digit\n0.1,0.2,1\n0.3,0.4,\n0.5,0.6,0\n", encoding="utf-8"
     )
-    return {"mismatched_npz": mismatched, "unlabeled_csv": unlabeled}
+    folder_npz = tmp_path_factory.mktemp("folders") / "folder.npz"
+    folder_npz.mkdir()
+    return {
+        "mismatched_npz": mismatched,
+        "binary_npz": binary,
+        "unlabeled_csv": unlabeled,
+        "data_folder": folder,
+        "folder_npz": folder_npz,
+    }
 
 
 @pytest.mark.parametrize(
@@ -762,6 +877,26 @@ def test_folder_as_spec_suggests_files(tmp_path: Path) -> None:
         r"\.toml files in it, such as '.*digits\.toml'\.",
     ):
         validate_spec_file(tmp_path)
+
+
+def test_relative_folder_as_data_path_named(tmp_path: Path) -> None:
+    # The folder is next to the spec, not in the working directory, so telling it
+    # from a file needs the spec's folder.
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "samples" / "train.csv").write_text("a,label\n", encoding="utf-8")
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(
+        SPEC_TEMPLATE.format(top=TINY_MODEL, data='path = "samples"', tables=""),
+        encoding="utf-8",
+    )
+
+    with pytest.raises(
+        SpecError,
+        match=r"data: path: 'samples' is a folder, but the data must be one file\. "
+        r"Received: path='samples'\. Set path to one of the data files in it, such "
+        r"as 'samples/train\.csv'\.$",
+    ):
+        validate_spec_file(spec_path)
 
 
 def test_spec_not_utf8_names_line(tmp_path: Path) -> None:
