@@ -124,7 +124,11 @@ class TrialLoop:
     def save(self) -> None:
         if self.project is not None:
             self.project.save(
-                self.oracle, self.results, self.parent_run_id, self.data_ref
+                self.oracle,
+                self.results,
+                self.parent_run_id,
+                self.data_ref,
+                self.spec,
             )
 
     def _submit_trials(self) -> str | None:

@@ -4,10 +4,11 @@ A spec with a `project_name` keeps its search in a project folder, by default
 `tuneflow-projects/<project_name>` next to the MLflow SQLite database (in the
 working directory for other stores), or under the spec's `directory`. The
 folder contains `oracle.json`, the oracle state, and `search.json`: the MLflow
-search run, the data fingerprint and split seed, and the result of every
-finished trial. The flow writes both files as each trial starts and ends. A
-rerun of the same spec then runs no finished trial again, runs each trial that
-was running once more, and continues up to `max_trials`.
+search run, the data fingerprint and split seed, the settings that decide how
+a trial is scored, and the result of every finished trial. The flow writes
+both files as each trial starts and ends. A rerun of the same spec then runs
+no finished trial again, runs each trial that was running once more, and
+continues up to `max_trials`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,21 @@ PROJECTS_FOLDER = "tuneflow-projects"
 ORACLE_FILE = "oracle.json"
 SEARCH_FILE = "search.json"
 INTERRUPTED_STATUS = "INTERRUPTED"
+# The spec settings that decide how a trial's score is measured, by their key
+# in search.json, with the name that a resume error gives them. The oracle,
+# objective, seed and Hyperband options are in the oracle state instead, and
+# the data source, path, keys, label column and sample shape are covered by
+# the data fingerprint, which hashes the loaded arrays. [compile] metrics are
+# left out, because they do not change training and the objective, compared
+# already, names the metric that scores a trial.
+SCORING_SETTINGS = {
+    "data.validation_split": "[data] validation_split",
+    "fit.epochs": "[fit] epochs",
+    "fit.batch_size": "[fit] batch_size",
+    "executions_per_trial": "executions_per_trial",
+    "compile.optimizer": "[compile] optimizer",
+    "compile.loss": "[compile] loss",
+}
 
 
 class ResumeError(ValueError):
@@ -104,6 +120,9 @@ class SavedSearch:
     data_fingerprint: str | None
     split_seed: int | None
     trials: dict[str, TrialResult]
+    # Values from `scoring_settings`. A search saved by an older version lacks
+    # some or all of them, so their values are unknown.
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 class SearchProject:
@@ -130,6 +149,7 @@ class SearchProject:
             data_fingerprint=search.get("data_fingerprint"),
             split_seed=search.get("split_seed"),
             trials=dict(search.get("trials", {})),
+            settings=dict(search.get("settings", {})),
         )
 
     def delete(self) -> None:
@@ -143,6 +163,7 @@ class SearchProject:
         trials: Mapping[str, TrialResult],
         search_run_id: str,
         data_ref: DataRef,
+        spec: TuningSpec,
     ) -> None:
         """Write the search, then the oracle state, each file replaced atomically."""
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -150,10 +171,34 @@ class SearchProject:
             "search_run_id": search_run_id,
             "data_fingerprint": data_ref.fingerprint,
             "split_seed": data_ref.seed,
+            "settings": scoring_settings(spec, data_ref),
             "trials": dict(trials),
         }
         _write_json(self.folder / SEARCH_FILE, search)
         oracle.save(self.folder / ORACLE_FILE)
+
+
+def scoring_settings(spec: TuningSpec, data_ref: DataRef) -> dict[str, Any]:
+    """Return the settings that decide how the spec's trials are scored.
+
+    The keys are those of SCORING_SETTINGS. The values pass through JSON, so
+    they compare equal to the values read back from search.json. Hyperband
+    sets each trial's epochs itself, so its searches leave out `fit.epochs`.
+    """
+    optimizer: Any = spec.compile.optimizer
+    if optimizer is not None and not isinstance(optimizer, str):
+        optimizer = optimizer.model_dump()
+    settings = {
+        "data.validation_split": data_ref.validation_split,
+        "fit.epochs": spec.fit.epochs,
+        "fit.batch_size": spec.fit.batch_size,
+        "executions_per_trial": spec.executions_per_trial,
+        "compile.optimizer": optimizer,
+        "compile.loss": spec.compile.loss,
+    }
+    if spec.oracle == "hyperband":
+        del settings["fit.epochs"]
+    return json.loads(json.dumps(settings, default=str))
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -195,11 +240,13 @@ def resume_oracle(
 ) -> dict[str, TrialResult]:
     """Load a saved search into `oracle` and return its finished trials by id.
 
-    The spec's `max_trials`, `executions_per_trial`, retry limits and
-    Bayesian or `hyperband_iterations` options apply to the resumed search.
+    The spec's `max_trials`, retry limits, concurrency and Bayesian or
+    `hyperband_iterations` options apply to the resumed search.
 
     Raises:
-        ResumeError: the oracle, objective, seed, data or Hyperband epochs differ.
+        ResumeError: the oracle, objective, seed, data, Hyperband epochs or a
+            setting that decides how trials are scored (SCORING_SETTINGS)
+            differ. A setting that the saved search lacks is not compared.
         SearchSpaceChangedError: the search space differs from the saved one.
     """
     state = saved.oracle_state
@@ -275,7 +322,22 @@ def _setting_differences(
             f"the data fingerprint was {saved.data_fingerprint[:12]}, now "
             f"{data_ref.fingerprint[:12]}"
         )
+    current = scoring_settings(spec, data_ref)
+    for key, name in SCORING_SETTINGS.items():
+        if key in saved.settings and key in current:
+            was, now = saved.settings[key], current[key]
+            if was != now:
+                problems.append(
+                    f"{name} was {_format_setting(was)}, now {_format_setting(now)}"
+                )
     return problems
+
+
+def _format_setting(value: Any) -> str:
+    """Format a setting's value for a resume error: text quoted, None as 'not set'."""
+    if value is None:
+        return "not set"
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def unfinished_trials(oracle: Oracle) -> list[tuner_core.Trial]:

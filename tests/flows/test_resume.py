@@ -5,9 +5,11 @@ from __future__ import annotations
 import collections
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -256,3 +258,200 @@ def test_resume_lists_all_changes(
     assert "The search space differs too:" in console
     assert "units" in console.split("The search space differs too:")[1]
     assert "Traceback" not in console
+
+
+# A finished search that the tests below copy and rerun with changed settings.
+SCORED_PROJECT = "scored"
+SEARCH = "search.json"
+
+
+@pytest.fixture(scope="module")
+def scored_search(
+    prefect_backend: None,
+    tmp_path_factory: pytest.TempPathFactory,
+    digits_npz: Path,
+    empty_mlflow_database: Path,
+) -> Path:
+    """Run a 2-trial search of 2 epochs with a project, and return its folder.
+
+    The folder contains the spec `scored.toml`, the MLflow store `mlflow.db`
+    and the project folder next to it.
+    """
+    import mlflow
+
+    folder = tmp_path_factory.mktemp("scored-search")
+    shutil.copyfile(empty_mlflow_database, folder / "mlflow.db")
+    spec_path = write_tiny_spec(
+        folder,
+        digits_npz,
+        experiment="scored",
+        max_trials=2,
+        epochs=2,
+        extra=f'project_name = "{SCORED_PROJECT}"\n',
+    )
+    previous = mlflow.get_tracking_uri()
+    try:
+        tune_flow(str(spec_path), tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return folder
+
+
+@pytest.fixture
+def scored_copy(
+    scored_search: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Path, str]]:
+    """Copy the finished search for one test, and return its spec and tracking URI."""
+    import mlflow
+
+    folder = tmp_path / "scored"
+    shutil.copytree(scored_search, folder)
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    yield folder / "scored.toml", uri
+    mlflow.set_tracking_uri(previous)
+
+
+def edit_spec(spec_path: Path, *edits: tuple[str, str]) -> None:
+    """Replace, in the spec file, each `old` text of `edits` with its `new` text."""
+    text = spec_path.read_text(encoding="utf-8")
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
+    spec_path.write_text(text, encoding="utf-8")
+
+
+SPLIT_AND_EPOCHS = (
+    ("[data]\n", "[data]\nvalidation_split = 0.5\n"),
+    ("epochs = 2", "epochs = 1"),
+)
+COMPILE_TABLE = (
+    "[mlflow]",
+    '[compile]\noptimizer = "sgd"\nloss = "sparse_categorical_crossentropy"\n\n'
+    "[mlflow]",
+)
+
+
+@pytest.mark.parametrize(
+    ("edits", "changes"),
+    [
+        pytest.param(
+            SPLIT_AND_EPOCHS,
+            "[data] validation_split was 0.2, now 0.5; [fit] epochs was 2, now 1",
+            id="split-and-epochs",
+        ),
+        pytest.param(
+            (("batch_size = 64", "batch_size = 16"),),
+            "[fit] batch_size was 64, now 16",
+            id="batch-size",
+        ),
+        pytest.param(
+            (("seed = 3", "seed = 3\nexecutions_per_trial = 2"),),
+            "executions_per_trial was 1, now 2",
+            id="executions",
+        ),
+        pytest.param(
+            (COMPILE_TABLE,),
+            "[compile] optimizer was not set, now 'sgd'; [compile] loss was not "
+            "set, now 'sparse_categorical_crossentropy'",
+            id="compile",
+        ),
+    ],
+)
+def test_resume_rejects_changed_scoring(
+    scored_copy: tuple[Path, str], edits: tuple[tuple[str, str], ...], changes: str
+) -> None:
+    spec_path, uri = scored_copy
+    project = spec_path.parent / PROJECTS_FOLDER / SCORED_PROJECT
+    saved = {name: (project / name).read_bytes() for name in ("oracle.json", SEARCH)}
+    edit_spec(spec_path, *edits)
+
+    with pytest.raises(SpecError) as caught:
+        tune_flow(str(spec_path), tracking_uri=uri)
+
+    message = str(caught.value)
+    assert "project_name: The search saved in" in message
+    assert f"ran with other settings: {changes}. Restore those settings" in message
+    assert {name: (project / name).read_bytes() for name in saved} == saved
+    parents, children = split_runs(experiment_runs(MlflowClient(uri), "scored"))
+    assert len(parents) == 1
+    assert len(children) == 2
+
+
+def test_cli_rejects_changed_split(
+    scored_copy: tuple[Path, str],
+) -> None:
+    spec_path, uri = scored_copy
+    edit_spec(spec_path, *SPLIT_AND_EPOCHS)
+    fit_log = spec_path.parent / "fits.jsonl"
+
+    checked = run_cli(spec_path, uri, fit_log, 99, command_name="validate")
+    outcome = run_cli(spec_path, uri, fit_log, kill_at_fit=99)
+
+    for finished in (checked, outcome):
+        console = finished.stdout + finished.stderr
+        assert finished.returncode == 2, console[-3000:]
+        assert console.count(
+            "ran with other settings: [data] validation_split was 0.2, now 0.5; "
+            "[fit] epochs was 2, now 1."
+        ) == 1, console[-3000:]
+        assert "Traceback" not in console
+    assert not fit_log.exists()
+
+
+@pytest.mark.parametrize("old_save", [False, True], ids=["saved-settings", "old-save"])
+def test_resume_with_more_trials(scored_copy: tuple[Path, str], old_save: bool) -> None:
+    """Resume with a larger max_trials, also from a search saved without settings."""
+    spec_path, uri = scored_copy
+    search_path = spec_path.parent / PROJECTS_FOLDER / SCORED_PROJECT / SEARCH
+    search = json.loads(search_path.read_text())
+    assert search["settings"] == {
+        "data.validation_split": 0.2,
+        "fit.epochs": 2,
+        "fit.batch_size": 64,
+        "executions_per_trial": 1,
+        "compile.optimizer": None,
+        "compile.loss": None,
+    }
+    edits = [("max_trials = 2", "max_trials = 3")]
+    if old_save:
+        del search["settings"]
+        search_path.write_text(json.dumps(search))
+        edits.append(("epochs = 2", "epochs = 1"))
+    edit_spec(spec_path, *edits)
+
+    grown = tune_flow(str(spec_path), tracking_uri=uri)
+
+    assert [t["number"] for t in grown.trials] == [0, 1, 2]
+    first_runs = {t["run_id"] for t in search["trials"].values()}
+    assert {t["run_id"] for t in grown.trials[:2]} == first_runs
+    client = MlflowClient(uri)
+    assert "tuneflow.resumed_from" in client.get_run(grown.parent_run_id).data.tags
+    saved = json.loads(search_path.read_text())
+    assert saved["settings"]["fit.epochs"] == (1 if old_save else 2)
+
+
+def test_hyperband_resume_ignores_epochs(
+    tmp_path: Path, digits_npz: Path, tracking_uri: str
+) -> None:
+    def write_spec(epochs: int, max_trials: int) -> Path:
+        return write_tiny_spec(
+            tmp_path,
+            digits_npz,
+            experiment="hyperband-resume",
+            max_trials=max_trials,
+            epochs=epochs,
+            extra='oracle = "hyperband"\nmax_epochs = 2\nfactor = 2\n'
+            'project_name = "hyperband"\n',
+        )
+
+    first = tune_flow(str(write_spec(epochs=1, max_trials=1)))
+    search_path = tmp_path / PROJECTS_FOLDER / "hyperband" / "search.json"
+    assert "fit.epochs" not in json.loads(search_path.read_text())["settings"]
+
+    resumed = tune_flow(str(write_spec(epochs=5, max_trials=2)))
+
+    assert [t["number"] for t in resumed.trials] == [0, 1]
+    assert resumed.trials[0] == first.trials[0]
