@@ -147,29 +147,33 @@ def test_split_too_few_validation_rejected(tmp_path: Path) -> None:
         make_data_ref(DataSpec(path=path, validation_split=0.2), seed=0)
 
 
-def test_split_too_few_training_rejected(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("num_samples", "split", "pattern"),
+    [
+        (
+            40,
+            0.9,
+            r"data\.validation_split: holds out 36 of 40 samples for validation "
+            r"and leaves only 4 for training\. Received: validation_split=0\.9\.",
+        ),
+        (
+            12,
+            0.5,
+            r"data\.validation_split: 12 sample\(s\) are too few to hold out 10 "
+            r"for validation and keep 10 for training; this split holds out 6 of "
+            r"12\. Received: validation_split=0\.5\. Provide at least 20 samples\.",
+        ),
+    ],
+    ids=["too-few-training", "too-few-samples"],
+)
+def test_split_too_small_rejected(
+    tmp_path: Path, num_samples: int, split: float, pattern: str
+) -> None:
     path = tmp_path / "data.npz"
-    np.savez(path, x=np.zeros((40, 2)), y=np.arange(40) % 2)
+    np.savez(path, x=np.zeros((num_samples, 2)), y=np.arange(num_samples) % 2)
 
-    with pytest.raises(
-        DataError,
-        match=r"data\.validation_split: holds out 36 of 40 samples for validation "
-        r"and leaves only 4 for training\. Received: validation_split=0\.9\.",
-    ):
-        make_data_ref(DataSpec(path=path, validation_split=0.9), seed=0)
-
-
-def test_split_too_few_samples_rejected(tmp_path: Path) -> None:
-    path = tmp_path / "data.npz"
-    np.savez(path, x=np.zeros((12, 2)), y=np.arange(12) % 2)
-
-    with pytest.raises(
-        DataError,
-        match=r"data\.validation_split: 12 sample\(s\) are too few to hold out 10 "
-        r"for validation and keep 10 for training; this split holds out 6 of 12\. "
-        r"Received: validation_split=0\.5\. Provide at least 20 samples\.",
-    ):
-        make_data_ref(DataSpec(path=path, validation_split=0.5), seed=0)
+    with pytest.raises(DataError, match=pattern):
+        make_data_ref(DataSpec(path=path, validation_split=split), seed=0)
 
 
 def test_split_limits_accepted() -> None:

@@ -280,6 +280,12 @@ class _FitRecorder(keras.callbacks.Callback):
         self.fits[-1]["trained"].append(epoch)
 
 
+def _saved_arrays(path: Path) -> list[np.ndarray]:
+    """Return the arrays of an .npz file written by `np.savez(path, *arrays)`, in order."""
+    with np.load(path) as saved:
+        return [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+
 def test_hyperband_search_trains_budgets(
     tmp_path: Path, digits: dict[str, np.ndarray], guide_model: Any
 ) -> None:
@@ -326,10 +332,8 @@ def test_hyperband_search_trains_budgets(
 
     continued = trials[3]
     parent_id = continued.schedule["tuner/trial_id"]
-    with np.load(
-        tmp_path / "hyperband" / f"trial_{parent_id}" / "weights.npz"
-    ) as saved:
-        parent_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    parent_dir = tmp_path / "hyperband" / f"trial_{parent_id}"
+    parent_weights = _saved_arrays(parent_dir / "weights.npz")
     start_weights = recorder.fits[3]["start_weights"]
     assert start_weights is not None
     assert len(start_weights) == len(parent_weights)
@@ -338,10 +342,7 @@ def test_hyperband_search_trains_budgets(
 
     # The optimizer goes on from the parent's best epoch too: its iteration
     # count and Adam's moments, not a fresh start.
-    with np.load(
-        tmp_path / "hyperband" / f"trial_{parent_id}" / "optimizer.npz"
-    ) as saved:
-        parent_optimizer = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    parent_optimizer = _saved_arrays(parent_dir / "optimizer.npz")
     start_optimizer = recorder.fits[3]["start_optimizer"]
     assert start_optimizer is not None
     assert int(start_optimizer[0]) == int(parent_optimizer[0]) > 0
