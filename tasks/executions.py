@@ -22,7 +22,7 @@ from tuner_core import (
     TrialDeadline,
     TrialOutcome,
     optimizer_state,
-    restore_optimizer_state,
+    restore_trial_state,
 )
 
 # Execution i of a trial trains with seed `trial seed + i * EXECUTION_SEED_STRIDE`.
@@ -30,14 +30,11 @@ EXECUTION_SEED_STRIDE = 10_000
 
 
 class InitialWeights(keras.callbacks.Callback):
-    """Keras callback that sets the model's weights and optimizer state when training begins.
+    """Keras callback that sets an earlier trial's weights and optimizer state.
 
-    The state comes from an earlier trial that this one continues, so
-    training goes on from that trial's best epoch with the same optimizer
-    iteration count and moments (see `tuner_core.restore_optimizer_state`).
-    An optimizer whose variables do not match keeps its fresh state. A model
-    without an `Input` is built from `build_config` first, because Keras
-    builds it only on its first batch.
+    The trial that this one continues logged them at its best epoch, so
+    training goes on from there (see `tuner_core.restore_trial_state`).
+    `source` names where they came from, for the log.
     """
 
     def __init__(
@@ -45,18 +42,22 @@ class InitialWeights(keras.callbacks.Callback):
         weights: list[np.ndarray],
         build_config: dict[str, Any] | None,
         optimizer_state: list[np.ndarray] | None = None,
+        source: str = "the continued trial's model",
     ) -> None:
         super().__init__()
         self.weights = weights
         self.build_config = build_config
         self.optimizer_state = optimizer_state
+        self.source = source
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        if not self.model.built and self.build_config:
-            self.model.build_from_config(self.build_config)
-        self.model.set_weights(self.weights)
-        if self.optimizer_state is not None:
-            restore_optimizer_state(self.model, self.optimizer_state)
+        restore_trial_state(
+            self.model,
+            self.weights,
+            self.build_config,
+            self.optimizer_state,
+            self.source,
+        )
 
 
 def load_initial_weights(model_uri: str) -> InitialWeights:
@@ -68,7 +69,10 @@ def load_initial_weights(model_uri: str) -> InitialWeights:
 
     model = mlflow.tensorflow.load_model(model_uri)
     return InitialWeights(
-        model.get_weights(), model.get_build_config(), optimizer_state(model)
+        model.get_weights(),
+        model.get_build_config(),
+        optimizer_state(model),
+        source=model_uri,
     )
 
 

@@ -43,6 +43,7 @@ from tuner_core._training import (
     build_trial_model,
     optimizer_state,
     restore_optimizer_state,
+    restore_trial_state,
     run_trial,
 )
 from tuner_core._trial import Trial, TrialStatus
@@ -106,6 +107,7 @@ __all__ = [
     "resolve_hypermodel",
     "resolve_objective",
     "restore_optimizer_state",
+    "restore_trial_state",
     "run_trial",
     "search_space_differences",
     "search_space_summary_text",

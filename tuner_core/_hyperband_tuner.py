@@ -9,12 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
 from tuner_core._hyperparameters import HyperParameters
-from tuner_core._training import restore_optimizer_state
+from tuner_core._training import restore_trial_state
 from tuner_core._trial import Trial
-from tuner_core._tuner import BUILD_CONFIG_FILE, OPTIMIZER_FILE, WEIGHTS_FILE, Tuner
+from tuner_core._tuner import (
+    BUILD_CONFIG_FILE,
+    OPTIMIZER_FILE,
+    WEIGHTS_FILE,
+    Tuner,
+    load_arrays,
+)
 from tuner_core.oracles import HyperbandOracle, HyperbandTrial
 
 logger = logging.getLogger(__name__)
@@ -48,22 +53,17 @@ class ContinueFromTrial(keras.callbacks.Callback):
                 "project directory must keep every trial's weights while "
                 "Hyperband runs; start afresh with overwrite=True if they are lost."
             )
+        build_config = None
         if not self.model.built:
             build_config = json.loads((self.trial_dir / BUILD_CONFIG_FILE).read_text())
-            self.model.build_from_config(build_config)
-        with np.load(weights_path) as saved:
-            self.model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
         optimizer_path = self.trial_dir / OPTIMIZER_FILE
-        if not optimizer_path.exists():
-            return
-        with np.load(optimizer_path) as saved:
-            values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
-        if not restore_optimizer_state(self.model, values):
-            logger.info(
-                "The optimizer's variables differ from those saved in %s; "
-                "the optimizer starts afresh.",
-                optimizer_path,
-            )
+        restore_trial_state(
+            self.model,
+            load_arrays(weights_path),
+            build_config,
+            load_arrays(optimizer_path) if optimizer_path.exists() else None,
+            str(optimizer_path),
+        )
 
 
 class Hyperband(Tuner):

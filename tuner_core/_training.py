@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,8 @@ from tuner_core._hypermodel import HyperModel
 from tuner_core._hyperparameters import HyperParameters
 from tuner_core._objective import Objective
 from tuner_core._session import keras_settings_restored, reset_keras_session
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -220,6 +223,33 @@ def restore_optimizer_state(model: Any, values: list[Any]) -> bool:
     for variable, value in zip(variables, values):
         variable.assign(value)
     return True
+
+
+def restore_trial_state(
+    model: Any,
+    weights: list[Any],
+    build_config: dict[str, Any] | None,
+    optimizer_values: list[Any] | None,
+    source: str,
+) -> None:
+    """Set an earlier trial's weights and optimizer state on a model about to train.
+
+    A model without an `Input` is built from `build_config` first, because
+    Keras builds it only on its first batch. An optimizer whose variables do
+    not match `optimizer_values` keeps its fresh state, and a log line names
+    `source`, where the state came from.
+    """
+    if not model.built and build_config:
+        model.build_from_config(build_config)
+    model.set_weights(weights)
+    if optimizer_values is None:
+        return
+    if not restore_optimizer_state(model, optimizer_values):
+        logger.info(
+            "The optimizer's variables differ from those saved in %s, so the "
+            "optimizer starts afresh.",
+            source,
+        )
 
 
 def _entries_missing_from(

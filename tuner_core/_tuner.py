@@ -471,8 +471,7 @@ class Tuner:
         if not model.built:
             build_config = json.loads((trial_dir / BUILD_CONFIG_FILE).read_text())
             model.build_from_config(build_config)
-        with np.load(trial_dir / WEIGHTS_FILE) as saved:
-            model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
+        model.set_weights(load_arrays(trial_dir / WEIGHTS_FILE))
         return model
 
     def _warn_override_conflicts(self) -> None:
@@ -555,3 +554,9 @@ def _consecutive_failure_message(failures: list[Trial]) -> str:
         values = trial.values or trial.hyperparameters.values
         lines.append(f"  trial {trial.trial_id} with {values}: {trial.message}")
     return "\n".join(lines)
+
+
+def load_arrays(path: Path) -> list[np.ndarray]:
+    """Return the arrays that `np.savez(path, *arrays)` wrote, in their order."""
+    with np.load(path) as saved:
+        return [saved[f"arr_{i}"] for i in range(len(saved.files))]

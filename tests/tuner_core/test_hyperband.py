@@ -14,6 +14,7 @@ import pytest
 
 import tuner_core
 from tuner_core import HyperbandOracle, HyperbandTrial, HyperParameters, TrialStatus
+from tuner_core._tuner import load_arrays
 from tuner_core.oracles import BracketSchedule
 from search_spaces import conditional_space, expected_active
 
@@ -280,12 +281,6 @@ class _FitRecorder(keras.callbacks.Callback):
         self.fits[-1]["trained"].append(epoch)
 
 
-def _saved_arrays(path: Path) -> list[np.ndarray]:
-    """Return the arrays of an .npz file written by `np.savez(path, *arrays)`, in order."""
-    with np.load(path) as saved:
-        return [saved[f"arr_{i}"] for i in range(len(saved.files))]
-
-
 def test_hyperband_search_trains_budgets(
     tmp_path: Path, digits: dict[str, np.ndarray], guide_model: Any
 ) -> None:
@@ -333,7 +328,7 @@ def test_hyperband_search_trains_budgets(
     continued = trials[3]
     parent_id = continued.schedule["tuner/trial_id"]
     parent_dir = tmp_path / "hyperband" / f"trial_{parent_id}"
-    parent_weights = _saved_arrays(parent_dir / "weights.npz")
+    parent_weights = load_arrays(parent_dir / "weights.npz")
     start_weights = recorder.fits[3]["start_weights"]
     assert start_weights is not None
     assert len(start_weights) == len(parent_weights)
@@ -342,7 +337,7 @@ def test_hyperband_search_trains_budgets(
 
     # The optimizer goes on from the parent's best epoch too: its iteration
     # count and Adam's moments, not a fresh start.
-    parent_optimizer = _saved_arrays(parent_dir / "optimizer.npz")
+    parent_optimizer = load_arrays(parent_dir / "optimizer.npz")
     start_optimizer = recorder.fits[3]["start_optimizer"]
     assert start_optimizer is not None
     assert int(start_optimizer[0]) == int(parent_optimizer[0]) > 0
