@@ -101,9 +101,9 @@ def override_kind_problems(
 ) -> list[str]:
     """Describe entries whose values differ in kind from the build function's declaration.
 
-    The build succeeds with such an entry, so nothing else reports it: a Float
+    The build succeeds with such an entry, so nothing else reports it. A Float
     entry for a name declared with `hp.Boolean` hands the build function
-    numbers, which it reads as true, and every trial trains the same model
+    numbers, which it reads as true. Every trial then trains the same model
     while MLflow records a different value.
     """
     problems = []
@@ -111,16 +111,16 @@ def override_kind_problems(
         conflict = warning.conflicts.get(entry.name)
         if conflict is None:
             continue
-        given, declared = conflict
-        given_type, declared_type = type(given.default), type(declared.default)
+        override, declared = conflict
+        override_type, declared_type = type(override.default), type(declared.default)
         declared_kind = type(declared).__name__
         problems.append(
             f"hyperparameters[{index}]: this {entry.type} entry gives {entry.name!r} "
-            f"{_value_word(given_type)}, but the build function declares "
+            f"{_value_word(override_type)}, but the build function declares "
             f"{entry.name!r} as {declared_kind} ({_value_word(declared_type)}). "
             f"Received: type={entry.type!r}. The entry replaces the build "
             "function's declaration, so the build function would receive "
-            f"{_value_word(given_type)} and each trial would record a value that "
+            f"{_value_word(override_type)} and each trial would record a value that "
             f"may not change the model. {_type_fix(entry, declared_kind, declared_type)}"
         )
     return problems

@@ -70,11 +70,11 @@ def override_kind_conflicts(
     """
     conflicts = {}
     for name, declaration in replaced.items():
-        given = next(iter(tuned._by_name(name)), None)
-        if given is None:
+        override = next(iter(tuned._by_name(name)), None)
+        if override is None:
             continue
-        if value_kind(given.default) != value_kind(declaration.default):
-            conflicts[name] = (given, declaration)
+        if value_kind(override.default) != value_kind(declaration.default):
+            conflicts[name] = (override, declaration)
     return conflicts
 
 
@@ -85,10 +85,11 @@ def _warn_override_kinds(
     if not conflicts:
         return
     details = "; ".join(
-        f"{name!r} is given as {type(given).__name__} ({value_kind(given.default)} "
+        f"{name!r} is given as {type(override).__name__} "
+        f"({value_kind(override.default)} "
         f"values) but declared as {type(declared).__name__} "
         f"({value_kind(declared.default)} values)"
-        for name, (given, declared) in conflicts.items()
+        for name, (override, declared) in conflicts.items()
     )
     message = (
         f"A given hyperparameter replaces the build function's declaration with "

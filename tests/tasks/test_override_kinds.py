@@ -77,14 +77,16 @@ def test_library_warns_with_both_declarations() -> None:
         hp.Int("units", 8, 16, step=8)
         return None
 
-    given = tuner_core.HyperParameters()
-    given.Float("dropout", 0.0, 0.5)
-    given.Int("units", 8, 32, step=8)
-    with pytest.warns(tuner_core.OverrideTypeWarning, match="'dropout' is given as Float") as caught:
-        tuner_core.explore_search_space(tuner_core.resolve_hypermodel(build), given)
+    overrides = tuner_core.HyperParameters()
+    overrides.Float("dropout", 0.0, 0.5)
+    overrides.Int("units", 8, 32, step=8)
+    with pytest.warns(
+        tuner_core.OverrideTypeWarning, match="'dropout' is given as Float"
+    ) as caught:
+        tuner_core.explore_search_space(tuner_core.resolve_hypermodel(build), overrides)
 
     conflicts = caught[0].message.conflicts
     assert list(conflicts) == ["dropout"]
-    given_entry, declared = conflicts["dropout"]
-    assert type(given_entry).__name__ == "Float"
+    override, declared = conflicts["dropout"]
+    assert type(override).__name__ == "Float"
     assert type(declared).__name__ == "Boolean"

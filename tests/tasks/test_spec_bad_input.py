@@ -774,9 +774,9 @@ BAD_SPECS = [
 def data_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Write bad data files, and folders where a data file belongs.
 
-    A .npz with 10 samples but 9 labels, a .npz whose bytes are not UTF-8 (float
-    ones contain the byte 0x80), a .csv with a missing label, and an empty
-    folder named like a .npz file beside the folder that contains them.
+    The files are a .npz with 10 samples but 9 labels, a .npz whose bytes are
+    not UTF-8 (its floats contain the byte 0x80) and a .csv with a missing
+    label. An empty folder named like a .npz file lies beside their folder.
     """
     folder = tmp_path_factory.mktemp("bad-data")
     mismatched = folder / "mismatched.npz"

@@ -153,8 +153,8 @@ def test_best_epoch_keeps_its_optimizer_state(digits: dict[str, np.ndarray]) -> 
     # The weights are the first epoch's too, not those training ended with.
     final = probe.final_weights
     assert any(
-        not np.allclose(kept, last)
-        for kept, last in zip(outcome.model.get_weights(), final, strict=True)
+        not np.allclose(best, last)
+        for best, last in zip(outcome.model.get_weights(), final, strict=True)
     )
 
 
