@@ -119,7 +119,7 @@ def main() -> None:
         for workers in (False, True):
             mode = "worker processes" if workers else "flow process"
             spec = make_spec(store, args.memory_trials, 1, workers, continuous=True)
-            _, _, trials, rss = run_search(spec)
+            _, _, trials, rss = run_search(spec, record_memory=True)
             growth = rss[-1] - rss[MEMORY_FROM_TRIAL - 1]
             print(
                 f"[{mode}] resident memory after trial {MEMORY_FROM_TRIAL}: "

@@ -17,6 +17,7 @@ import shutil
 import socket
 import sqlite3
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,10 +33,17 @@ import mlflow
 import mlflow.tensorflow
 import numpy as np
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.entities import (
+    LoggedModel,
+    LoggedModelOutput,
+    LoggedModelStatus,
+    Metric,
+    Param,
+    Run,
+    RunTag,
+)
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature, infer_signature
-from mlflow.models.model import ModelInfo
+from mlflow.models import Model, ModelSignature, infer_signature
 from mlflow.types.schema import Schema, TensorSpec
 from mlflow.utils.file_utils import local_file_uri_to_path
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -424,13 +432,13 @@ class RunRecords:
         self.tags.extend(other.tags)
 
     def link_model_metrics(self, model_id: str, step: int) -> None:
-        """Add a copy, linked to the logged model `model_id`, of each metric at `step`.
+        """Link each metric at `step` in this batch to the logged model `model_id`.
 
-        MLflow shows a logged model's metrics with the model. Its own
-        `log_model` copies the run's metrics that are already written, so this
-        covers those that wait in this batch.
+        MLflow shows a logged model's metrics with the model. A metric that
+        names a model is stored for both the run and the model, so one record
+        serves both.
         """
-        self.metrics.extend(
+        self.metrics = [
             Metric(
                 key=metric.key,
                 value=metric.value,
@@ -438,9 +446,10 @@ class RunRecords:
                 step=metric.step,
                 model_id=model_id,
             )
-            for metric in self.metrics
             if metric.step == step and metric.model_id is None
-        )
+            else metric
+            for metric in self.metrics
+        ]
 
     def write(self, client: MlflowClient, run_id: str) -> None:
         client.log_batch(
@@ -490,6 +499,7 @@ class EpochMetricsLogger(keras.callbacks.Callback):
         self.run_id = run_id
         self.write_interval_seconds = write_interval_seconds
         self.pending: list[Metric] = []
+        self.written: list[Metric] = []
         self._last_write = time.monotonic()
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
@@ -514,7 +524,23 @@ class EpochMetricsLogger(keras.callbacks.Callback):
         pending = self.take_pending()
         if pending:
             self.client.log_batch(self.run_id, metrics=pending)
+            self.written.extend(pending)
         self._last_write = time.monotonic()
+
+    def written_at(self, step: int, model_id: str) -> list[Metric]:
+        """Return copies, linked to the logged model `model_id`, of the metrics
+        already written for epoch `step`."""
+        return [
+            Metric(
+                key=metric.key,
+                value=metric.value,
+                timestamp=metric.timestamp,
+                step=metric.step,
+                model_id=model_id,
+            )
+            for metric in self.written
+            if metric.step == step
+        ]
 
     @contextlib.contextmanager
     def written_if_training_fails(self) -> Iterator[None]:
@@ -563,6 +589,7 @@ def outcome_records(
 
 
 def log_trial_model(
+    client: MlflowClient,
     model: Any,
     *,
     run_id: str,
@@ -570,31 +597,94 @@ def log_trial_model(
     trial_number: int,
     sample_x: np.ndarray,
     best_epoch: int,
-) -> ModelInfo:
+) -> LoggedModel:
     """Log a trial's model as an MLflow logged model linked to its child run.
 
-    The model's metrics are the run's metrics at `best_epoch`, the epoch whose
-    weights it carries, so log them first. The tracking URI must already be set
-    with `mlflow.set_tracking_uri`, because MLflow's model logging reads it from
-    there.
+    The logged model is created, linked to the run as its output at
+    `best_epoch`, saved with `mlflow.tensorflow.save_model` and finalized
+    READY; a failure on the way finalizes it FAILED. This does what
+    `mlflow.tensorflow.log_model` does with three fewer calls to the store:
+    that function reads the model back, then reads the run and writes its
+    metrics of `best_epoch` again, linked to the model. Here the caller links
+    them in the trial's last batch (`RunRecords.link_model_metrics`,
+    `EpochMetricsLogger.written_at`). Logging the digits model took 32 ms
+    this way and 41 ms with `log_model` (SQLite store, 2 CPU cores, MLflow
+    3.17).
     """
     name = f"trial-{trial_number}"
     signature = model_signature(model, sample_x)
-    logged_model = mlflow.initialize_logged_model(
+    logged_model = client.create_logged_model(
+        experiment_id,
         name=name,
         source_run_id=run_id,
-        experiment_id=experiment_id,
         tags={TRIAL_NUMBER_TAG: str(trial_number)},
     )
-    return mlflow.tensorflow.log_model(
-        model,
-        name=name,
-        model_id=logged_model.model_id,
-        run_id=run_id,
-        signature=signature,
-        pip_requirements=model_pip_requirements(),
-        step=best_epoch,
-    )
+    try:
+        client.log_outputs(
+            run_id, [LoggedModelOutput(logged_model.model_id, step=best_epoch)]
+        )
+        with tempfile.TemporaryDirectory() as folder, reusing_keras_save_skipsets():
+            path = os.path.join(folder, "model")
+            mlflow.tensorflow.save_model(
+                model,
+                path,
+                mlflow_model=Model(
+                    artifact_path=logged_model.artifact_location,
+                    model_uuid=logged_model.model_id,
+                    run_id=run_id,
+                    model_id=logged_model.model_id,
+                ),
+                signature=signature,
+                pip_requirements=model_pip_requirements(),
+            )
+            client.log_model_artifacts(logged_model.model_id, path)
+    except BaseException:
+        client.finalize_logged_model(logged_model.model_id, LoggedModelStatus.FAILED)
+        raise
+    return client.finalize_logged_model(logged_model.model_id, LoggedModelStatus.READY)
+
+
+# Keras 3.15's `saving_lib.get_attr_skipset(kind)` stores the attribute names
+# that a save skips for each kind of object under "saving_attr_skipset_<kind>",
+# but looks them up under "saving_attr_skiplist_<kind>". It never finds them,
+# so each save builds a reference Layer, Metric and Optimizer (with variables)
+# for every object it walks: about 5 ms of a 21 ms save of the digits model.
+_SKIPSET_KINDS = (
+    "Operation",
+    "Layer",
+    "Functional",
+    "Sequential",
+    "Metric",
+    "Optimizer",
+    "Loss",
+    "Cross",
+    "Feature",
+)
+_save_skipsets: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def reusing_keras_save_skipsets() -> Iterator[None]:
+    """Let a Keras save find the skip sets that earlier saves in this process computed.
+
+    They depend only on Keras's classes. Before the block, those kept from
+    earlier saves go under the names that Keras looks up (`clear_session()`
+    drops them with the rest of Keras's global state); after it, the ones
+    this save computed are kept. The saved file is the same either way. On a
+    Keras without this module layout, the block runs unchanged.
+    """
+    try:
+        from keras.src.backend.common import global_state
+    except ImportError:
+        yield
+        return
+    for kind, skipset in _save_skipsets.items():
+        global_state.set_global_attribute(f"saving_attr_skiplist_{kind}", skipset)
+    yield
+    for kind in _SKIPSET_KINDS:
+        skipset = global_state.get_global_attribute(f"saving_attr_skipset_{kind}")
+        if skipset is not None:
+            _save_skipsets[kind] = skipset
 
 
 def model_signature(model: Any, sample_x: np.ndarray) -> ModelSignature:

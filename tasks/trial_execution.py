@@ -139,8 +139,9 @@ def execute_trial(
             f"Trial {trial_number} did not start, because the user interrupted "
             "the search."
         )
-    # NOTE: MLflow's model logging reads a process-wide tracking URI, so one
-    # process tracks one store at a time.
+    # NOTE: MLflow resolves the `models:/` URI of a continued trial's parent
+    # (tasks.executions) with a process-wide tracking URI, so one process
+    # tracks one store at a time.
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
     dataset = load_dataset(data_ref)
@@ -183,11 +184,11 @@ def execute_trial(
                 logged_values=values,
             )
         )
-        # The model goes before the batch. MLflow copies the run's metrics at
-        # the best epoch to it, by reading every metric's history back, so
-        # the batch links its own metrics of that epoch instead.
+        # The model goes before the batch, so that the batch links its
+        # metrics of the best epoch to the model.
         with records.written_if_failing(client, run_id):
-            model_info = log_trial_model(
+            logged_model = log_trial_model(
+                client,
                 outcome.model,
                 run_id=run_id,
                 experiment_id=experiment_id,
@@ -195,7 +196,10 @@ def execute_trial(
                 sample_x=dataset.x_val[:SIGNATURE_SAMPLES],
                 best_epoch=outcome.best_epoch,
             )
-        records.link_model_metrics(model_info.model_id, outcome.best_epoch)
+        records.link_model_metrics(logged_model.model_id, outcome.best_epoch)
+        records.metrics.extend(
+            epoch_metrics.written_at(outcome.best_epoch, logged_model.model_id)
+        )
         records.tags.append(completed_tag())
         records.write(client, run_id)
     except SearchInterruptedError as error:
@@ -236,7 +240,7 @@ def execute_trial(
         best_epoch=int(outcome.best_epoch),
         metrics=executions.best_epoch_metrics(),
         run_id=run_id,
-        model_uri=model_info.model_uri,
+        model_uri=logged_model.model_uri,
         message=None,
         execution_scores=[float(score) for score in executions.scores],
         optimizer=describe_optimizer(outcome.optimizer),

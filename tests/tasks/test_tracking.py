@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import subprocess
 import warnings
@@ -13,7 +14,7 @@ import mlflow.tensorflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
-from mlflow.entities import Metric
+from mlflow.entities import LoggedModelStatus, Metric
 from pipeline_specs import write_tiny_spec
 
 from tasks import tracking
@@ -79,6 +80,46 @@ def test_trial_run_records_params_metrics_model(
         dataset.x_val, dataset.y_val, verbose=0, return_dict=True
     )
     assert evaluated["accuracy"] == pytest.approx(result["score"], abs=1e-6)
+
+
+@pytest.mark.parametrize("write_interval", [0.0, 3600.0])
+def test_logged_model_carries_best_epoch_metrics(
+    tiny_spec: TuningSpec,
+    tracking_uri: str,
+    monkeypatch: pytest.MonkeyPatch,
+    write_interval: float,
+) -> None:
+    # With interval 0 every epoch's metrics are written while training, before
+    # the model exists; with 3600 they wait for the trial's last batch.
+    monkeypatch.setattr(
+        "tasks.trial_execution.EpochMetricsLogger",
+        functools.partial(
+            tracking.EpochMetricsLogger, write_interval_seconds=write_interval
+        ),
+    )
+    parent_run_id = start_parent(tracking_uri)
+    data_ref = make_data_ref(tiny_spec.data, tiny_spec.seed)
+
+    result = execute_trial(0, VALUES, data_ref, tiny_spec, parent_run_id, tracking_uri)
+
+    client = MlflowClient(tracking_uri)
+    model_id = result["model_uri"].removeprefix("models:/")
+    logged_model = client.get_logged_model(model_id)
+    assert logged_model.status.to_proto() == LoggedModelStatus.READY.to_proto()
+    model_metrics = {(m.key, m.step): m.value for m in logged_model.metrics}
+    run_metrics = {
+        (m.key, m.step): m.value
+        for key in ("loss", "val_loss", "val_accuracy")
+        for m in client.get_metric_history(result["run_id"], key)
+    }
+    best = result["best_epoch"]
+    for key in ("loss", "val_loss", "val_accuracy"):
+        assert model_metrics[(key, best)] == pytest.approx(run_metrics[(key, best)])
+    # Each epoch's metric is in the run once, linked or not.
+    steps = [m.step for m in client.get_metric_history(result["run_id"], "val_loss")]
+    assert steps == [0, 1]
+    outputs = client.get_run(result["run_id"]).outputs.model_outputs
+    assert [(o.model_id, o.step) for o in outputs] == [(model_id, best)]
 
 
 def test_trial_logging_raises_no_deprecation(
@@ -285,13 +326,56 @@ def test_records_written_when_block_fails(tracking_uri: str) -> None:
     assert [(m.step, m.value) for m in history] == [(0, 0.5), (1, 0.4)]
 
 
-def test_link_model_metrics_copies_one_step() -> None:
+def test_link_model_metrics_links_one_step() -> None:
     records = tracking.RunRecords(
         metrics=[Metric("val_loss", 0.5, 0, 0), Metric("val_loss", 0.4, 0, 1)]
     )
 
     records.link_model_metrics("m-123", step=1)
 
-    linked = [m for m in records.metrics if m.model_id == "m-123"]
-    assert [(m.key, m.step, m.value) for m in linked] == [("val_loss", 1, 0.4)]
-    assert len(records.metrics) == 3
+    assert [(m.key, m.step, m.value, m.model_id) for m in records.metrics] == [
+        ("val_loss", 0, 0.5, None),
+        ("val_loss", 1, 0.4, "m-123"),
+    ]
+
+
+def test_model_saves_reuse_keras_skip_sets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Keras builds a bare `Optimizer(1.0)` each time it computes the skip set
+    # of an optimizer. Once one save has computed it, later saves reuse it,
+    # even after clear_session(). If this fails after a Keras upgrade, Keras
+    # may have fixed its lookup, and `reusing_keras_save_skipsets` can go.
+    from keras.src.optimizers.optimizer import Optimizer
+
+    from tuner_core._session import reset_keras_session
+
+    monkeypatch.setattr(tracking, "_save_skipsets", {})
+    reference_builds: list[int] = []
+    original_init = Optimizer.__init__
+
+    def counting_init(self: Optimizer, *args: object, **kwargs: object) -> None:
+        if type(self) is Optimizer:
+            reference_builds.append(1)
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Optimizer, "__init__", counting_init)
+    x = np.random.default_rng(0).random((8, 4)).astype("float32")
+    builds_per_save = []
+    for attempt in range(2):
+        reset_keras_session()
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        model.compile(optimizer="adam", loss="mse")
+        model.fit(x, np.zeros((8, 2)), epochs=1, verbose=0)
+        reference_builds.clear()
+        path = tmp_path / f"model-{attempt}.keras"
+        with tracking.reusing_keras_save_skipsets():
+            model.save(path)
+        builds_per_save.append(len(reference_builds))
+        loaded = keras.saving.load_model(path)
+        np.testing.assert_allclose(
+            loaded.predict(x, verbose=0), model.predict(x, verbose=0)
+        )
+
+    assert builds_per_save[0] >= 1
+    assert builds_per_save[1] == 0
