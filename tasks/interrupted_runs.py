@@ -17,7 +17,12 @@ from mlflow.entities import RunTag
 
 from tasks.project import INTERRUPTED_STATUS
 from tasks.stop_request import SearchInterruptedError, stop_requested
-from tasks.tracking import ERROR_TAG, STATUS_TAG, running_trial_runs
+from tasks.tracking import (
+    ERROR_TAG,
+    STATUS_TAG,
+    fail_pending_models,
+    running_trial_runs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +82,7 @@ def end_interrupted_run(client: MlflowClient, run_id: str) -> None:
             RunTag(ERROR_TAG, USER_INTERRUPT_MESSAGE),
         ],
     )
+    fail_pending_models(client, run_id)
     client.set_terminated(run_id, status="KILLED")
 
 

@@ -31,6 +31,7 @@ from tasks.results import TrialResult
 from tasks.tracking import (
     ERROR_TAG,
     STATUS_TAG,
+    fail_pending_models,
     running_trial_runs,
     sqlite_database_path,
 )
@@ -374,6 +375,7 @@ def end_interrupted_runs(
             run_id,
             tags=[RunTag(STATUS_TAG, INTERRUPTED_STATUS), RunTag(ERROR_TAG, message)],
         )
+        fail_pending_models(client, run_id)
         client.set_terminated(run_id, status="KILLED")
         logger.warning("Marked run %s as KILLED: %s", run_id, message)
     return runs

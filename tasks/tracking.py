@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import logging
 import os
 import re
@@ -44,6 +45,7 @@ from mlflow.entities import (
 )
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature, infer_signature
+from mlflow.tracking.context import registry as context_registry
 from mlflow.types.schema import Schema, TensorSpec
 from mlflow.utils.file_utils import local_file_uri_to_path
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -617,7 +619,7 @@ def log_trial_model(
         experiment_id,
         name=name,
         source_run_id=run_id,
-        tags={TRIAL_NUMBER_TAG: str(trial_number)},
+        tags={**source_tags(), TRIAL_NUMBER_TAG: str(trial_number)},
     )
     try:
         client.log_outputs(
@@ -638,10 +640,43 @@ def log_trial_model(
                 pip_requirements=model_pip_requirements(),
             )
             client.log_model_artifacts(logged_model.model_id, path)
+        return client.finalize_logged_model(
+            logged_model.model_id, LoggedModelStatus.READY
+        )
     except BaseException:
         client.finalize_logged_model(logged_model.model_id, LoggedModelStatus.FAILED)
         raise
-    return client.finalize_logged_model(logged_model.model_id, LoggedModelStatus.READY)
+
+
+@functools.cache
+def source_tags() -> dict[str, str]:
+    """Return MLflow's tags for the source, the user and the git commit of this process.
+
+    MLflow's own model logging adds them to each logged model. They are read
+    once per process, because finding the git commit reads the repository.
+    """
+    return dict(context_registry.resolve_tags())
+
+
+def fail_pending_models(client: MlflowClient, run_id: str) -> None:
+    """Mark the logged models of run `run_id` that are still PENDING as FAILED.
+
+    A trial stopped while its model was being logged, by a second Ctrl-C or a
+    killed worker process, leaves that model PENDING, which MLflow shows as
+    still being uploaded.
+    """
+    experiment_id = client.get_run(run_id).info.experiment_id
+    for model in client.search_logged_models(
+        [experiment_id], filter_string=f"source_run_id = '{run_id}'"
+    ):
+        if model.status == LoggedModelStatus.PENDING:
+            client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+            logger.info(
+                "Marked logged model %s of run %s as FAILED: its upload did not "
+                "finish.",
+                model.model_id,
+                run_id,
+            )
 
 
 # Keras 3.15's `saving_lib.get_attr_skipset(kind)` stores the attribute names
@@ -747,6 +782,8 @@ def end_run(
         message = f"{type(error).__name__}: {error}"[:MAX_TAG_LENGTH]
         tags.append(RunTag(ERROR_TAG, message))
     client.log_batch(run_id, tags=tags)
+    if status != "FINISHED":
+        fail_pending_models(client, run_id)
     client.set_terminated(run_id, status=status)
 
 

@@ -6,6 +6,7 @@ import functools
 import logging
 import subprocess
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -20,6 +21,8 @@ from pipeline_specs import write_tiny_spec
 from tasks import tracking
 from tasks.data import load_dataset, make_data_ref
 from tasks.spec import FitSpec, TuningSpec, load_spec
+from tasks.interrupted_runs import end_interrupted_run
+from tasks.project import end_interrupted_runs
 from tasks.trial_execution import TrialError, execute_trial
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -62,6 +65,11 @@ def test_trial_run_records_params_metrics_model(
     logged_model = mlflow.get_logged_model(model_id)
     assert logged_model.source_run_id == result["run_id"]
     assert logged_model.experiment_id == run.info.experiment_id
+    assert logged_model.tags["tuneflow.trial_number"] == "0"
+    # MLflow's source and user tags, as its own model logging adds them.
+    assert {"mlflow.source.name", "mlflow.source.type", "mlflow.user"} <= set(
+        logged_model.tags
+    )
     # The model's metrics are the run's metrics at its best epoch, once each.
     model_metrics = [(m.key, m.step) for m in logged_model.metrics]
     assert len(model_metrics) == len(set(model_metrics))
@@ -379,3 +387,51 @@ def test_model_saves_reuse_keras_skip_sets(
 
     assert builds_per_save[0] >= 1
     assert builds_per_save[1] == 0
+
+
+def end_interrupted(client: MlflowClient, run_id: str, parent_run_id: str) -> None:
+    end_interrupted_run(client, run_id)
+
+
+def end_at_resume(client: MlflowClient, run_id: str, parent_run_id: str) -> None:
+    end_interrupted_runs(client, parent_run_id, resumed_by=None)
+
+
+def end_failed_search(client: MlflowClient, run_id: str, parent_run_id: str) -> None:
+    tracking.fail_unfinished_runs(client, parent_run_id, RuntimeError("disk full"))
+
+
+@pytest.mark.parametrize(
+    ("end", "status"),
+    [
+        (end_interrupted, "KILLED"),
+        (end_at_resume, "KILLED"),
+        (end_failed_search, "FAILED"),
+    ],
+)
+def test_unfinished_trial_fails_its_pending_model(
+    tracking_uri: str,
+    end: Callable[[MlflowClient, str, str], None],
+    status: str,
+) -> None:
+    # A trial stopped while its model was uploading leaves the model PENDING.
+    client = MlflowClient(tracking_uri)
+    parent_run_id = start_parent(tracking_uri, experiment="pending-models")
+    run_id, experiment_id = tracking.start_trial_run(
+        client, parent_run_id, 3, {"units": 16}
+    )
+    pending = client.create_logged_model(
+        experiment_id, name="trial-3", source_run_id=run_id
+    )
+    other_run_id, _ = tracking.start_trial_run(client, parent_run_id, 4, {"units": 8})
+    finished = client.create_logged_model(
+        experiment_id, name="trial-4", source_run_id=other_run_id
+    )
+    client.finalize_logged_model(finished.model_id, LoggedModelStatus.READY)
+    tracking.end_run(client, other_run_id, "FINISHED")
+
+    end(client, run_id, parent_run_id)
+
+    assert client.get_run(run_id).info.status == status
+    assert client.get_logged_model(pending.model_id).status == LoggedModelStatus.FAILED
+    assert client.get_logged_model(finished.model_id).status == LoggedModelStatus.READY
