@@ -702,11 +702,12 @@ _save_skipsets: dict[str, Any] = {}
 def reusing_keras_save_skipsets() -> Iterator[None]:
     """Let a Keras save find the skip sets that earlier saves in this process computed.
 
-    They depend only on Keras's classes. Before the block, those kept from
-    earlier saves go under the names that Keras looks up (`clear_session()`
-    drops them with the rest of Keras's global state); after it, the ones
-    this save computed are kept. The saved file is the same either way. On a
-    Keras without this module layout, the block runs unchanged.
+    They depend only on Keras's classes. Before the block, the sets kept
+    from earlier saves go under the names that Keras looks up, because
+    `clear_session()` drops them with the rest of Keras's global state. After
+    the block, the sets this save computed are kept. The saved file is the
+    same either way. On a Keras without this module layout, the block runs
+    unchanged.
     """
     try:
         from keras.src.backend.common import global_state
@@ -747,8 +748,10 @@ def warm_up_model_logging() -> None:
     which took 0.6 s in this project's environment (measured with MLflow
     3.17.2). Later models reuse the map. Called before the first trial, this
     keeps that cost out of the trial and reports a mismatch before training.
+    It also reads the source tags that each logged model gets (`source_tags`).
     """
     warn_dependency_requirement_mismatches(model_pip_requirements())
+    source_tags()
 
 
 def model_pip_requirements() -> list[str]:
