@@ -420,6 +420,17 @@ def _experiment_of_run(client: MlflowClient, run_id: str) -> str:
     return _search_experiments[key]
 
 
+def linked_to_model(metric: Metric, model_id: str) -> Metric:
+    """Return a copy of `metric` that also names the logged model `model_id`."""
+    return Metric(
+        key=metric.key,
+        value=metric.value,
+        timestamp=metric.timestamp,
+        step=metric.step,
+        model_id=model_id,
+    )
+
+
 @dataclass
 class RunRecords:
     """Metrics, params and tags of one run, gathered to be written in one batch."""
@@ -441,13 +452,7 @@ class RunRecords:
         serves both.
         """
         self.metrics = [
-            Metric(
-                key=metric.key,
-                value=metric.value,
-                timestamp=metric.timestamp,
-                step=metric.step,
-                model_id=model_id,
-            )
+            linked_to_model(metric, model_id)
             if metric.step == step and metric.model_id is None
             else metric
             for metric in self.metrics
@@ -530,16 +535,9 @@ class EpochMetricsLogger(keras.callbacks.Callback):
         self._last_write = time.monotonic()
 
     def written_at(self, step: int, model_id: str) -> list[Metric]:
-        """Return copies, linked to the logged model `model_id`, of the metrics
-        already written for epoch `step`."""
+        """Return the metrics written for epoch `step`, linked to model `model_id`."""
         return [
-            Metric(
-                key=metric.key,
-                value=metric.value,
-                timestamp=metric.timestamp,
-                step=metric.step,
-                model_id=model_id,
-            )
+            linked_to_model(metric, model_id)
             for metric in self.written
             if metric.step == step
         ]
