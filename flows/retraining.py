@@ -24,6 +24,7 @@ from prefect.cache_policies import NONE
 from pydantic import BaseModel, Field
 from tuner_core import Fixed, HyperParameter
 
+from deployments.events import MODEL_DEGRADED_EVENT
 from flows.champion import (
     DATA_FINGERPRINT_TAG,
     Champion,
@@ -439,6 +440,32 @@ def record_decision(
     )
 
 
+def skip_reason(
+    fingerprint: str,
+    registered_model_name: str,
+    handled_by: str,
+    cause: RetrainingCause | None,
+) -> str:
+    """Say why a retraining registered nothing, with advice that fits its cause.
+
+    After a degradation event, the same data would repeat the training that
+    produced the degraded version, so the advice is to add newer samples.
+    """
+    reason = (
+        f"Data with fingerprint {fingerprint[:12]} was already handled by "
+        f"{registered_model_name} version {handled_by}, so no new version was "
+        "registered."
+    )
+    if cause is not None and cause.event == MODEL_DEGRADED_EVENT:
+        return (
+            f"{reason} The degradation was measured on data that this version "
+            "already covers, and retraining on the same samples would repeat its "
+            "training. Add newer samples to the data file, or set the monitoring "
+            "threshold to the score you expect, then run the monitoring again."
+        )
+    return f"{reason} Emit the event again only for data with new content."
+
+
 def record_skip(
     client: MlflowClient,
     spec: TuningSpec,
@@ -449,10 +476,8 @@ def record_skip(
 ) -> RetrainingResult:
     """Record a retraining run that registers nothing, because the data was handled."""
     logger = get_run_logger()
-    reason = (
-        f"Data with fingerprint {data_ref.fingerprint[:12]} was already handled by "
-        f"{champion.registered_model_name} version {handled_by}, so no new version was "
-        "registered. Emit the event again only for data with new content."
+    reason = skip_reason(
+        data_ref.fingerprint, champion.registered_model_name, handled_by, cause
     )
     experiment_id = ensure_experiment(client, spec.mlflow.experiment, client.tracking_uri)
     run = client.create_run(

@@ -10,7 +10,11 @@ from typing import Any
 import pytest
 
 from flows.champion import Champion, is_better
-from flows.retraining import tailor_hyperparameters
+from flows.retraining import (
+    RetrainingCause,
+    skip_reason,
+    tailor_hyperparameters,
+)
 from tasks.spec import parse_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -94,3 +98,30 @@ def test_is_better_applies_margin(
     candidate: float, reference: float, direction: str, margin: float, expected: bool
 ) -> None:
     assert is_better(candidate, reference, direction, margin) is expected
+
+
+@pytest.mark.parametrize(
+    ("cause", "advice"),
+    [
+        (None, "Emit the event again only for data with new content."),
+        (
+            RetrainingCause(event="tuneflow.data.updated", num_samples=400),
+            "Emit the event again only for data with new content.",
+        ),
+        (
+            RetrainingCause(event="tuneflow.model.degraded", score=0.61),
+            "Add newer samples to the data file, or set the monitoring threshold",
+        ),
+    ],
+)
+def test_skip_reason_advice_fits_the_cause(
+    cause: RetrainingCause | None, advice: str
+) -> None:
+    reason = skip_reason("0123456789abcdef", "digits", "3", cause)
+
+    assert reason.startswith(
+        "Data with fingerprint 0123456789ab was already handled by digits version 3"
+    )
+    assert advice in reason
+    if cause is not None and cause.event == "tuneflow.model.degraded":
+        assert "Emit the event again" not in reason
