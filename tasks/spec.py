@@ -10,6 +10,9 @@ the field, the value received and the fix.
 
 from __future__ import annotations
 
+import copy
+import difflib
+import inspect
 import math
 import posixpath
 import re
@@ -312,6 +315,45 @@ class OptimizerSpec(_Section):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
+def optimizer_suggestion(identifier: Any) -> str:
+    """Return ' Did you mean ...?' for a misspelled optimizer or argument name, or ''.
+
+    `identifier` is an optimizer name or a `{"class_name", "config"}` mapping
+    that Keras could not build.
+    """
+    import keras
+
+    classes = {
+        name: member
+        for name, member in vars(keras.optimizers).items()
+        if isinstance(member, type) and issubclass(member, keras.optimizers.Optimizer)
+    }
+    if isinstance(identifier, str):
+        class_name, config = identifier, {}
+    else:
+        class_name, config = identifier["class_name"], identifier["config"]
+    by_lower_name = {name.lower(): name for name in classes}
+    optimizer = classes.get(by_lower_name.get(str(class_name).lower(), ""))
+    if optimizer is None:
+        match = difflib.get_close_matches(
+            str(class_name).lower(), list(by_lower_name), n=1, cutoff=0.8
+        )
+        return f" Did you mean {by_lower_name[match[0]]!r}?" if match else ""
+    arguments = [
+        name
+        for name in inspect.signature(optimizer.__init__).parameters
+        if name not in ("self", "kwargs")
+    ]
+    hints = []
+    for key in config:
+        if key in arguments:
+            continue
+        match = difflib.get_close_matches(key, arguments, n=1, cutoff=0.8)
+        if match:
+            hints.append(f"{match[0]!r} for {key!r}")
+    return f" Did you mean {', '.join(hints)}?" if hints else ""
+
+
 class CompileSpec(_Section):
     """The `[compile]` table: arguments that replace the build function's own."""
 
@@ -330,13 +372,14 @@ class CompileSpec(_Section):
         if isinstance(value, OptimizerSpec):
             identifier = {"class_name": value.class_name, "config": value.config}
         try:
-            keras.optimizers.get(identifier)
+            # A copy: Keras lowercases the class name of the mapping it is given.
+            keras.optimizers.get(copy.deepcopy(identifier))
         except (ValueError, TypeError) as error:
             raise ValueError(
                 f"Keras cannot build this optimizer ({error}). Received: "
-                f"optimizer={identifier!r}. Use a Keras optimizer name such as "
-                "'adam', or a table like {class_name = 'Adam', config = "
-                "{learning_rate = 0.001}}."
+                f"optimizer={identifier!r}.{optimizer_suggestion(identifier)} Use a "
+                "Keras optimizer name such as 'adam', or a table like {class_name = "
+                "'Adam', config = {learning_rate = 0.001}}."
             ) from error
         return value
 

@@ -426,7 +426,26 @@ BAD_SPECS = [
         DIGITS_8X8,
         '[compile]\noptimizer = {class_name = "Adamx"}',
         r"compile\.optimizer: Keras cannot build this optimizer .*Received: "
-        r"optimizer=\{'class_name': 'Adamx', 'config': \{\}\}\. Use a Keras optimizer",
+        r"optimizer=\{'class_name': 'Adamx', 'config': \{\}\}\. Did you mean "
+        r"'Adamax'\? Use a Keras optimizer",
+    ),
+    (
+        "optimizer-argument-misspelled",
+        TINY_MODEL,
+        DIGITS_8X8,
+        '[compile]\noptimizer = {class_name = "Adam", config = {learning_rat = 0.01}}',
+        r"compile\.optimizer: Keras cannot build this optimizer \(Argument\(s\) not "
+        r"recognized.*Received: optimizer=\{'class_name': 'Adam', 'config': "
+        r"\{'learning_rat': 0\.01\}\}\. Did you mean 'learning_rate' for "
+        r"'learning_rat'\? Use a Keras optimizer",
+    ),
+    (
+        "optimizer-name-unlike-any",
+        TINY_MODEL,
+        DIGITS_8X8,
+        '[compile]\noptimizer = "zzz"',
+        r"compile\.optimizer: Keras cannot build this optimizer .*Received: "
+        r"optimizer='zzz'\. Use a Keras optimizer",
     ),
     (
         "unknown-loss",
