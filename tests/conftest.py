@@ -71,16 +71,12 @@ def tracking_uri(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_database: Path
 ) -> Iterator[str]:
     """Point MLflow at a new SQLite store in the test's temporary folder."""
-    import mlflow
+    from pipeline_runs import tracking_at
 
     database = tmp_path / "mlflow.db"
     shutil.copyfile(empty_mlflow_database, database)
-    uri = f"sqlite:///{database}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    yield uri
-    mlflow.set_tracking_uri(previous)
+    with tracking_at(f"sqlite:///{database}", monkeypatch) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,8 @@ import logging
 from collections.abc import Iterator
 from uuid import UUID
 
+import pytest
+
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from prefect.client.orchestration import get_client
@@ -20,6 +22,24 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import TaskRun
 
 RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+
+@contextlib.contextmanager
+def tracking_at(uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Point MLflow at `uri` through MLFLOW_TRACKING_URI and its process-wide URI.
+
+    The process-wide URI is restored on exit, and `monkeypatch` restores the
+    environment variable.
+    """
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield uri
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 def experiment_runs(client: MlflowClient, experiment_name: str) -> list[Run]:

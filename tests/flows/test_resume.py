@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from pipeline_runs import experiment_runs, split_runs
+from pipeline_runs import experiment_runs, split_runs, tracking_at
 from pipeline_specs import write_tiny_spec
 from prefect.settings import get_current_settings
 
@@ -302,16 +302,10 @@ def scored_copy(
     scored_search: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Path, str]]:
     """Copy the finished search for one test, and return its spec and tracking URI."""
-    import mlflow
-
     folder = tmp_path / "scored"
     shutil.copytree(scored_search, folder)
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    yield folder / "scored.toml", uri
-    mlflow.set_tracking_uri(previous)
+    with tracking_at(f"sqlite:///{folder / 'mlflow.db'}", monkeypatch) as uri:
+        yield folder / "scored.toml", uri
 
 
 def edit_spec(spec_path: Path, *edits: tuple[str, str]) -> None:
