@@ -372,7 +372,8 @@ class CompileSpec(_Section):
         if isinstance(value, OptimizerSpec):
             identifier = {"class_name": value.class_name, "config": value.config}
         try:
-            # A copy: Keras lowercases the class name of the mapping it is given.
+            # Keras lowercases the class name in the mapping it is given, so it
+            # gets a copy.
             keras.optimizers.get(copy.deepcopy(identifier))
         except (ValueError, TypeError) as error:
             raise ValueError(

@@ -97,8 +97,8 @@ def test_logged_model_carries_best_epoch_metrics(
     monkeypatch: pytest.MonkeyPatch,
     write_interval: float,
 ) -> None:
-    # With interval 0 every epoch's metrics are written while training, before
-    # the model exists; with 3600 they wait for the trial's last batch.
+    # With interval 0, every epoch's metrics are written while training, before
+    # the model exists. With 3600, they wait for the trial's last batch.
     monkeypatch.setattr(
         "tasks.trial_execution.EpochMetricsLogger",
         functools.partial(
